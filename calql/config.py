@@ -1,0 +1,141 @@
+"""Experiment config: load YAML, validate against the JSON schema, fill defaults, pick a task.
+
+The schema (``calql/schemas/config.schema.yaml``) is the single definition of the config; the
+workflow validates with the same file (``workflow/schemas/config.schema.yaml`` links to it).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from calql.errors import ConfigError, suggest
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    text = resources.files("calql").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _extend_with_default(validator_class: type) -> type:
+    """The jsonschema recipe that also fills ``default:`` values (as Snakemake's validate does)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema_):  # type: ignore[no-untyped-def]
+        if isinstance(instance, dict):
+            for prop, subschema in properties.items():
+                if "default" in subschema and prop not in instance:
+                    instance[prop] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema_)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _extend_with_default(jsonschema.Draft202012Validator)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = "/".join(str(p) for p in error.absolute_path) or "<top level>"
+    msg = error.message
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
+        hints = "".join(suggest(k, allowed) for k in extra)
+        msg = f"unknown key(s) {extra} (allowed: {', '.join(allowed)}).{hints}"
+    return f"config error at '{where}': {msg}"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults) and return it; raise ConfigError naming the bad key."""
+    validator = _Validator(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        # The deepest error is the most specific one (e.g. a bad key inside a task).
+        deepest = max(errors, key=lambda e: len(e.absolute_path))
+        raise ConfigError(_describe(deepest))
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate an experiment config file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return validate_config(config)
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """Reward transform and MC-return rule (spec section 2.1)."""
+
+    scale: float = 1.0
+    bias: float = 0.0
+    sparse: bool = False
+    negative_reward: float = 0.0
+    infinite_horizon: bool = False
+
+    @property
+    def scaled_negative(self) -> float:
+        """r_neg: the transformed reward of a failed step."""
+        return self.negative_reward * self.scale + self.bias
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of the config: where its data come from and how its environment is made."""
+
+    name: str
+    domain: str
+    env_id: str
+    source: dict[str, Any]
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+    obs_keys: tuple[str, ...] | None = None
+    eval_reset: dict[str, list[int]] | None = None
+    reward: RewardSpec = field(default_factory=RewardSpec)
+    gamma: float = 0.99
+    preset: str | None = None
+    ref_min: float | None = None
+    ref_max: float | None = None
+
+    @classmethod
+    def from_config(cls, name: str, task: dict[str, Any]) -> TaskSpec:
+        env = task["env"]
+        score = task.get("score", {})
+        return cls(
+            name=name,
+            domain=task["domain"],
+            env_id=env["id"],
+            env_kwargs=dict(env.get("kwargs", {})),
+            max_episode_steps=env.get("max_episode_steps"),
+            obs_keys=tuple(env["obs_keys"]) if env.get("obs_keys") else None,
+            eval_reset=dict(env["eval_reset"]) if env.get("eval_reset") else None,
+            source=dict(task["source"]),
+            reward=RewardSpec(**task.get("reward", {})),
+            gamma=float(task.get("gamma", 0.99)),
+            preset=task.get("preset"),
+            ref_min=score.get("ref_min"),
+            ref_max=score.get("ref_max"),
+        )
+
+
+def get_task(config: dict[str, Any], name: str) -> TaskSpec:
+    tasks = config["tasks"]
+    if name not in tasks:
+        raise ConfigError(f"unknown task '{name}' (config has: {', '.join(tasks)}).{suggest(name, tasks)}")
+    return TaskSpec.from_config(name, tasks[name])
