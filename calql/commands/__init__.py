@@ -1,0 +1,1 @@
+"""Sub-commands of the ``calql`` CLI (see calql/cli.py)."""

@@ -1,0 +1,73 @@
+"""Config validation names the bad key or value."""
+
+import pytest
+import yaml
+
+from calql.config import get_task, load_config, validate_config
+from calql.errors import ConfigError
+from tests.conftest import UMAZE_TASK, write_config
+
+
+def _cfg(**task_changes):
+    task = {**UMAZE_TASK, **task_changes}
+    return {"experiment": "x", "tasks": {"umaze": task}}
+
+
+def test_defaults_filled(umaze_config):
+    config = load_config(umaze_config)
+    assert config["seeds"] == [0, 1, 2] and config["methods"] == ["calql", "cql", "iql", "sac"]
+    assert config["tasks"]["umaze"]["gamma"] == 0.99
+    task = get_task(config, "umaze")
+    assert task.reward.scaled_negative == -5.0 and task.obs_keys == ("observation",)
+
+
+def test_unknown_task_key_is_named_with_suggestion():
+    cfg = _cfg(rewrd={"scale": 1})
+    with pytest.raises(ConfigError, match=r"tasks/umaze.*'rewrd'.*Did you mean: reward"):
+        validate_config(cfg)
+
+
+def test_source_key_of_other_kind_rejected():
+    cfg = _cfg(source={"kind": "d4rl", "name": "antmaze-large-diverse-v2", "n_transitions": 10})
+    with pytest.raises(ConfigError, match="n_transitions"):
+        validate_config(cfg)
+
+
+def test_bad_value_named():
+    cfg = _cfg(gamma=1.5)
+    with pytest.raises(ConfigError, match="gamma"):
+        validate_config(cfg)
+    cfg = _cfg(source={"kind": "ftp"})
+    with pytest.raises(ConfigError, match="ftp"):
+        validate_config(cfg)
+
+
+def test_unknown_task_suggests(umaze_config):
+    config = load_config(umaze_config)
+    with pytest.raises(ConfigError, match="Did you mean: umaze"):
+        get_task(config, "umaz")
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_shipped_configs_validate():
+    from tests.conftest import REPO
+
+    for path in [REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml",
+                 REPO / ".test" / "config" / "config.yaml"]:
+        if path.exists():
+            load_config(path)
+        else:
+            pytest.fail(f"{path} is missing")
+
+
+def test_write_config_roundtrip(tmp_path):
+    path = write_config(tmp_path / "c.yaml")
+    assert yaml.safe_load(path.read_text())["tasks"]["umaze"]["domain"] == "pointmaze"
