@@ -9,7 +9,10 @@ rollouts and evaluation). The returned env:
   and reports ``info["success"]`` for every domain;
 - resets to the task's fixed start and goal cells when the task defines them (AntMaze-style
   evaluation), otherwise to the environment's own random start/goal;
-- is capped at ``max_episode_steps`` (truncation, never a terminal) and returns raw rewards.
+- is capped at ``max_episode_steps`` (truncation, never a terminal) and returns raw rewards
+  in the paper's convention for its domain (:func:`domain_reward`): mazes 1 at the goal else 0;
+  Adroit binary 0 on success else -1 (the paper's ``*-binary-v0`` envs); Kitchen the cumulative
+  number of solved sub-tasks (the official code's D4RL fork), without termination on completion.
 """
 
 from __future__ import annotations
@@ -46,15 +49,39 @@ def default_env_kwargs(task: TaskSpec) -> dict[str, Any]:
     if is_maze(task.env_id):
         kwargs["continuing_task"] = False  # terminate at the goal (episodic success)
         kwargs["reset_target"] = False
+    if task.domain == "kitchen":
+        kwargs["terminate_on_tasks_completed"] = False  # D4RL fork of the official code
     kwargs.update(task.env_kwargs)
     return kwargs
+
+
+def domain_reward(domain: str, reward: float, info: dict[str, Any]) -> float:
+    """The raw reward in the paper's convention for ``domain`` (see module docstring)."""
+    if domain == "adroit":
+        return 0.0 if info["success"] else -1.0
+    if domain == "kitchen" and "episode_task_completions" in info:
+        return float(len(info["episode_task_completions"]))
+    return float(reward)
+
+
+def _success(domain: str, info: dict[str, Any]) -> bool:
+    if domain == "kitchen" and "tasks_to_complete" in info:
+        return len(info["tasks_to_complete"]) == 0
+    return bool(info.get("success", info.get("goal_achieved", False)))
 
 
 class FlatTaskEnv(gym.Wrapper):
     """Flatten observations, pin start/goal, and expose ``info['success']``."""
 
-    def __init__(self, env: gym.Env, obs_keys: tuple[str, ...] | None, reset_options: dict | None):
+    def __init__(
+        self,
+        env: gym.Env,
+        obs_keys: tuple[str, ...] | None,
+        reset_options: dict | None,
+        domain: str = "pointmaze",
+    ):
         super().__init__(env)
+        self.domain = domain
         self.obs_keys = obs_keys
         self.reset_options = reset_options
         self.obs_layout: Layout = layout_of(env.observation_space, obs_keys)
@@ -70,9 +97,9 @@ class FlatTaskEnv(gym.Wrapper):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        success = info.get("success", info.get("goal_achieved", False))
-        info["success"] = bool(success)
-        return flatten_obs(obs, self.obs_keys), float(reward), bool(terminated), bool(truncated), info
+        info["success"] = _success(self.domain, info)
+        reward = domain_reward(self.domain, float(reward), info)
+        return flatten_obs(obs, self.obs_keys), reward, bool(terminated), bool(truncated), info
 
 
 def make_env(
@@ -93,7 +120,7 @@ def make_env(
     if task.max_episode_steps is not None:
         make_kwargs["max_episode_steps"] = task.max_episode_steps
     env = gym.make(task.env_id, **make_kwargs)
-    wrapped = FlatTaskEnv(env, task.obs_keys, task.eval_reset)
+    wrapped = FlatTaskEnv(env, task.obs_keys, task.eval_reset, task.domain)
     check_layout(dataset_layout, wrapped.obs_layout)
     if seed is not None:
         wrapped.action_space.seed(seed)
