@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     dataset = fetch_dataset(task, cache_dir)
     dataset.meta.setdefault("task", task.name)
+    dataset.meta["task_config"] = config["tasks"][task.name]  # resolved, with defaults
     checksum = save_dataset(dataset, args.out)
     log.info("wrote %s: %d transitions, obs %d, act %d, sha256 %s… (%.1f s)",
              args.out, dataset.size, dataset.obs_dim, dataset.act_dim, checksum[:12],

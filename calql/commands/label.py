@@ -40,12 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _, task = load_task(args)
+    config, task = load_task(args)
     t0 = time.perf_counter()
     dataset = load_dataset(args.dataset)
     if not args.skip_env_check:
         check_layout(dataset.meta.get("obs_layout"), env_layout(task), what=f"environment {task.env_id}")
     labeled = label_dataset(dataset, task, progress=not args.quiet)
+    labeled.meta["task_config"] = config["tasks"][task.name]
     save_dataset(labeled, args.out)
     log.info("wrote %s (%.1f s)", args.out, time.perf_counter() - t0)
     return 0
