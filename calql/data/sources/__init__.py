@@ -4,7 +4,7 @@
 
 Metadata every source sets (see ``calql.data.format``): ``source`` (kind and its config),
 ``env_id``, ``env_kwargs``, ``obs_layout``, ``ref_min_score``/``ref_max_score`` (when known),
-``generator_seed`` (generated only), ``packages`` and ``git_commit`` (via ``calql.provenance``).
+``generator_seed`` (generated only) and ``provenance`` (``calql.provenance.provenance()``: git commit, package versions).
 """
 
 from __future__ import annotations
