@@ -1,0 +1,231 @@
+"""``python -m analysis``: aggregate run files, compute statistics, draw figures, write tables.
+
+Each sub-command is one Snakemake rule with explicit inputs and outputs; ``all`` runs them in
+order for use by hand. Paths default to the config's ``results_dir`` (R): runs in ``R/runs``,
+tables in ``R/summary``, figures in ``R/figures``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from calql.errors import CalqlError
+
+log = logging.getLogger("analysis")
+
+
+def _load(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Any]:
+    from analysis.config import AnalysisConfig
+    from calql.config import load_config
+
+    config = load_config(args.config) if args.config else None
+    return config, AnalysisConfig.from_config(config)
+
+
+def _path(value: str | None, config: dict[str, Any] | None, default: str, option: str) -> Path:
+    """An explicit path, else ``<results_dir>/<default>`` from the config, else an error."""
+    if value:
+        return Path(value)
+    if config is not None:
+        return Path(config["results_dir"]) / default
+    raise CalqlError(f"give {option} or --config (whose results_dir sets the default {default!r})")
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from analysis.aggregate import aggregate, write_summary
+
+    config, settings = _load(args)
+    if getattr(args, "include_incomplete", False):
+        settings = dataclasses.replace(settings, include_incomplete=True)
+    runs_dir = _path(args.runs_dir, config, "runs", "--runs-dir")
+    out_dir = _path(args.out_dir, config, "summary", "--out-dir")
+    summary = aggregate(runs_dir, config, settings)
+    for name, path in write_summary(summary, out_dir).items():
+        log.info("wrote %s", path)
+    if not args.no_stats:
+        _write_stats(summary.scores, out_dir, settings)
+    return 0
+
+
+def _write_stats(scores: Any, summary: Path, settings: Any) -> None:
+    from analysis.io import write_csv
+    from analysis.stats import aggregate_stats, per_task_stats
+
+    write_csv(per_task_stats(scores, settings.ci), summary / "per_task.csv")
+    write_csv(
+        aggregate_stats(scores, settings.n_bootstrap, settings.ci, settings.seed), summary / "aggregate.csv"
+    )
+    log.info("wrote %s and %s", summary / "per_task.csv", summary / "aggregate.csv")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from analysis.io import read_table
+    from analysis.stats import METRICS
+
+    config, settings = _load(args)
+    summary = _path(args.summary_dir, config, "summary", "--summary-dir")
+    _write_stats(read_table(summary / "scores.csv", ["task", "method", "seed", *METRICS]), summary, settings)
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from analysis.io import read_table
+    from analysis.plots import Tables, make_figures
+
+    config, settings = _load(args)
+    summary = _path(args.summary_dir, config, "summary", "--summary-dir")
+    out_dir = _path(args.out_dir, config, "figures", "--out-dir")
+    tables = Tables(
+        curves=read_table(summary / "curves.csv", ["task", "method", "seed", "phase", "env_steps", "score"]),
+        scores=read_table(summary / "scores.csv", ["task", "method", "seed", "offline_score"]),
+        per_task=read_table(summary / "per_task.csv", ["task", "method", "metric", "mean"]),
+        aggregate=read_table(summary / "aggregate.csv", ["method", "metric", "estimator", "value"]),
+    )
+    for path in make_figures(tables, out_dir, settings, args.figure):
+        log.info("wrote %s", path)
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from analysis.io import read_table
+    from analysis.tables import write_tables
+
+    config, settings = _load(args)
+    summary = _path(args.summary_dir, config, "summary", "--summary-dir")
+    out_dir = Path(args.out_dir) if args.out_dir else summary / "tables"
+    per_task = read_table(summary / "per_task.csv", ["task", "method", "metric", "n_seeds", "mean", "se"])
+    aggregate = read_table(summary / "aggregate.csv", ["method", "metric", "estimator", "value"])
+    for path in write_tables(per_task, aggregate, out_dir, settings.ci):
+        log.info("wrote %s", path)
+    return 0
+
+
+def cmd_all(args: argparse.Namespace) -> int:
+    config, _ = _load(args)
+    results = Path(args.results_dir) if args.results_dir else None
+    if results is None and config is not None:
+        results = Path(config["results_dir"])
+    if results is None:
+        raise CalqlError("give --results-dir or --config")
+    summary = str(results / "summary")
+    common = {"config": args.config, "summary_dir": summary}
+    steps = [
+        (
+            cmd_aggregate,
+            {
+                "runs_dir": args.runs_dir or str(results / "runs"),
+                "out_dir": summary,
+                "no_stats": False,
+                "include_incomplete": args.include_incomplete,
+            },
+        ),
+        (cmd_tables, {"out_dir": None}),
+        (cmd_figures, {"out_dir": str(results / "figures"), "figure": None}),
+    ]
+    for func, extra in steps:
+        func(argparse.Namespace(**common, **extra))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analysis.plots import FIGURES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description=(
+            "Results stage of calql-repro: aggregate run files into tidy tables, compute "
+            "mean +- SE and IQM with stratified-bootstrap CIs, draw figures and write tables. "
+            "With --config, paths default to its results_dir (R) and settings come from its "
+            "`analysis` section; without it, give the paths."
+        ),
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--config", help="experiment config (YAML); sets expected runs, paths and settings")
+        p.set_defaults(func=func)
+        return p
+
+    p = add(
+        "aggregate",
+        cmd_aggregate,
+        "Read R/runs/<task>/<method>/seed<S>/{pretrain,finetune}/metrics.csv and write "
+        "summary/curves.csv, scores.csv and missing.csv, then (as `stats` does) per_task.csv and "
+        "aggregate.csv. With --config the expected runs are tasks x methods x seeds (sac without "
+        "pretrain); without it, every task x method x seed found under --runs-dir.",
+    )
+    p.add_argument("--runs-dir", help="runs folder (default R/runs)")
+    p.add_argument("--out-dir", help="summary folder (default R/summary)")
+    p.add_argument("--no-stats", action="store_true", help="skip per_task.csv and aggregate.csv")
+    p.add_argument(
+        "--include-incomplete",
+        action="store_true",
+        help="also use phases still running (as analysis.include_incomplete: true), e.g. to monitor",
+    )
+
+    p = add(
+        "stats",
+        cmd_stats,
+        "From summary/scores.csv write summary/per_task.csv (mean, SE, t-interval over seeds per "
+        "task x method x metric) and summary/aggregate.csv (IQM and mean across tasks and seeds "
+        "with stratified-bootstrap CIs per method x metric).",
+    )
+    p.add_argument("--summary-dir", help="summary folder (default R/summary)")
+
+    p = add(
+        "figures",
+        cmd_figures,
+        "From summary/{curves,scores,per_task,aggregate}.csv draw "
+        + ", ".join(FIGURES)
+        + " as <out-dir>/<name>.<fmt> (formats from analysis.formats).",
+    )
+    p.add_argument("--summary-dir", help="summary folder (default R/summary)")
+    p.add_argument("--out-dir", help="figures folder (default R/figures)")
+    p.add_argument(
+        "--figure",
+        action="append",
+        choices=list(FIGURES),
+        help="draw only this figure (repeatable; default: all)",
+    )
+
+    p = add(
+        "tables",
+        cmd_tables,
+        "From summary/{per_task,aggregate}.csv write Markdown and LaTeX tables "
+        "{scores,offline,regret,dip}.{md,tex}.",
+    )
+    p.add_argument("--summary-dir", help="summary folder (default R/summary)")
+    p.add_argument("--out-dir", help="tables folder (default <summary-dir>/tables)")
+
+    p = add("all", cmd_all, "Run aggregate (with stats), tables and figures in order (for use by hand).")
+    p.add_argument("--results-dir", help="results folder R (default: the config's results_dir)")
+    p.add_argument("--runs-dir", help="runs folder (default R/runs)")
+    p.add_argument("--include-incomplete", action="store_true", help="also use phases still running")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from calql.cli import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except CalqlError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

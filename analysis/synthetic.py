@@ -1,0 +1,117 @@
+"""Synthetic run files in the training stage's format, for tests of the analysis stage.
+
+These numbers are made up (shapes chosen by hand, noise from a seeded generator); they only
+exercise the file format and the analysis code. Never use them as results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.runs import expected_phases
+
+
+def write_phase(
+    runs_dir: Path,
+    task: str,
+    method: str,
+    seed: int,
+    phase: str,
+    env_steps: Sequence[float],
+    scores: Sequence[float],
+    grad_steps: Sequence[float] | None = None,
+    q_policy: Sequence[float] | None = None,
+    mc_return: float = 0.0,
+    status: str | None = "complete",
+) -> Path:
+    """Write one phase's metrics.csv (and run.json unless ``status`` is None); return its folder."""
+    n = len(scores)
+    grad = np.asarray(grad_steps if grad_steps is not None else env_steps, dtype=float)
+    q = np.asarray(q_policy if q_policy is not None else np.zeros(n), dtype=float)
+    frame = pd.DataFrame(
+        {
+            "task": task,
+            "method": method,
+            "seed": seed,
+            "phase": phase,
+            "grad_step": grad.astype(int),
+            "env_steps": np.asarray(env_steps, dtype=int),
+            "score": np.asarray(scores, dtype=float),
+            "success_rate": np.asarray(scores, dtype=float) / 100.0,
+            "return_mean": np.asarray(scores, dtype=float) / 100.0,
+            "q_policy": q,
+            "mc_return": np.full(n, mc_return),
+            "q_data": q + 1.0,
+            "train/critic_loss": np.linspace(1.0, 0.1, n),
+            "perf/grad_steps_per_s": 100.0,
+            "wall_time_s": np.arange(n, dtype=float),
+        }
+    )
+    folder = Path(runs_dir) / task / method / f"seed{seed}" / phase
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "metrics.csv", index=False)
+    if status is not None:
+        (folder / "run.json").write_text(json.dumps({"status": status, "seed": seed}))
+    return folder
+
+
+def write_study(
+    runs_dir: Path,
+    tasks: Sequence[str] = ("taskA", "taskB"),
+    methods: Sequence[str] = ("calql", "cql", "iql", "sac"),
+    seeds: Sequence[int] = (0, 1, 2),
+    pretrain_steps: int = 1000,
+    online_steps: int = 2000,
+    n_evals: int = 11,
+    rng_seed: int = 0,
+) -> None:
+    """A small synthetic study: every method rises during fine-tuning; ``cql`` dips at the start.
+
+    Online evaluations land a few steps after each multiple of the interval (as in training,
+    at episode boundaries), so seeds have slightly different grids.
+    """
+    rng = np.random.default_rng(rng_seed)
+    base = {"calql": 60.0, "cql": 55.0, "iql": 50.0, "sac": 0.0}
+    for t, task in enumerate(tasks):
+        for method in methods:
+            start = max(0.0, base.get(method, 40.0) - 10.0 * t)
+            for seed in seeds:
+                noise = lambda k: rng.normal(0.0, 3.0, size=k)  # noqa: E731
+                if "pretrain" in expected_phases(method):
+                    grad = np.linspace(0, pretrain_steps, 5)
+                    pre = np.clip(np.linspace(0.0, start, 5) + noise(5), 0, 100)
+                    write_phase(
+                        runs_dir,
+                        task,
+                        method,
+                        seed,
+                        "pretrain",
+                        np.zeros(5),
+                        pre,
+                        grad,
+                        q_policy=np.linspace(0.0, -60.0 if method == "cql" else -20.0, 5),
+                        mc_return=-30.0,
+                    )
+                x = np.linspace(0, online_steps, n_evals)
+                x[1:] += rng.integers(0, 20, size=n_evals - 1)
+                frac = x / online_steps
+                dip = 25.0 * np.exp(-((frac - 0.1) ** 2) / 0.005) if method == "cql" else 0.0
+                y = np.clip(start + (95.0 - start) * frac - dip + noise(n_evals), 0, 100)
+                y[0] = start
+                write_phase(
+                    runs_dir,
+                    task,
+                    method,
+                    seed,
+                    "finetune",
+                    x,
+                    y,
+                    pretrain_steps + x,
+                    q_policy=np.linspace(-20.0, 40.0, n_evals),
+                    mc_return=-30.0,
+                )

@@ -1,0 +1,222 @@
+"""Result tables in Markdown and LaTeX: one row per task, one column per method.
+
+Cells are ``mean ± standard error`` over seeds; the best mean of each row is bold (highest for
+scores, lowest for regret and dip; ties at the printed precision are all bold). A last row gives
+the IQM across tasks and seeds with its stratified-bootstrap CI. The caption line states the
+number of seeds; a cell with fewer seeds than the others says so (``n=k``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.io import write_text
+from analysis.palette import method_label, order_methods
+from analysis.stats import METRICS
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str  # file stem under summary/tables/
+    metric: str  # column of scores.csv / metric of per_task.csv
+    title: str
+    decimals: int
+
+
+TABLES = (
+    TableSpec("scores", "final_score", "Normalized score after online fine-tuning", 1),
+    TableSpec("offline", "offline_score", "Normalized score after offline pre-training", 1),
+    TableSpec("regret", "cumulative_regret", "Cumulative regret during fine-tuning (evaluation-based)", 3),
+    TableSpec("dip", "unlearning_dip", "Unlearning dip at the start of fine-tuning (score points)", 1),
+)
+
+
+@dataclass
+class Cell:
+    mean: float
+    se: float
+    n: int
+    bold: bool = False
+
+
+def _cells(
+    per_task: pd.DataFrame, spec: TableSpec
+) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
+    rows = per_task[per_task["metric"] == spec.metric]
+    tasks = sorted(rows["task"].unique())
+    methods = order_methods(rows["method"].unique())
+    cells = {(r.task, r.method): Cell(float(r.mean), float(r.se), int(r.n_seeds)) for r in rows.itertuples()}
+    higher = METRICS[spec.metric]
+    for task in tasks:
+        present = [
+            cells[(task, m)] for m in methods if (task, m) in cells and math.isfinite(cells[(task, m)].mean)
+        ]
+        if len(present) < 2:
+            continue
+        rounded = [round(c.mean, spec.decimals) for c in present]
+        best = max(rounded) if higher else min(rounded)
+        for c, r in zip(present, rounded):
+            c.bold = r == best
+    return tasks, methods, cells
+
+
+@dataclass
+class IqmCell:
+    value: float
+    low: float
+    high: float
+    note: str  # e.g. " (4 of 5 tasks)" when a method lacks some tasks
+    bold: bool = False
+
+
+def _iqm_row(aggregate: pd.DataFrame | None, spec: TableSpec, methods: list[str]) -> dict[str, IqmCell]:
+    """IQM cells of the last row; a method covering fewer tasks than the others says so."""
+    if aggregate is None or aggregate.empty:
+        return {}
+    rows = aggregate[(aggregate["metric"] == spec.metric) & (aggregate["estimator"] == "iqm")]
+    rows = rows[rows["method"].isin(methods)]
+    if rows.empty:
+        return {}
+    most = int(rows["n_tasks"].max()) if "n_tasks" in rows else 0
+    out = {}
+    for r in rows.itertuples():
+        n_tasks = int(getattr(r, "n_tasks", most))
+        note = f" ({n_tasks} of {most} tasks)" if n_tasks != most else ""
+        out[r.method] = IqmCell(float(r.value), float(r.ci_low), float(r.ci_high), note)
+    if len(out) >= 2:
+        rounded = {m: round(c.value, spec.decimals) for m, c in out.items()}
+        best = max(rounded.values()) if METRICS[spec.metric] else min(rounded.values())
+        for m, c in out.items():
+            c.bold = rounded[m] == best
+    return out
+
+
+def _seed_note(cells: dict[tuple[str, str], Cell]) -> tuple[int, str]:
+    counts = sorted({c.n for c in cells.values()})
+    most = max(counts) if counts else 0
+    if len(counts) <= 1:
+        return most, f"{most} seed{'s' if most != 1 else ''} per cell"
+    return most, f"{most} seeds per cell unless marked n=k"
+
+
+def _fmt(value: float, decimals: int) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.{decimals}f}"
+
+
+def markdown_table(
+    per_task: pd.DataFrame, spec: TableSpec, aggregate: pd.DataFrame | None = None, ci: float = 0.95
+) -> str:
+    tasks, methods, cells = _cells(per_task, spec)
+    if not cells:  # e.g. the offline table of a study with only SAC from scratch
+        return f"**{spec.title}.** No run has this number.\n"
+    most, note = _seed_note(cells)
+    better = "higher" if METRICS[spec.metric] else "lower"
+    lines = [
+        f"**{spec.title}.** Mean ± standard error over seeds ({note}); best per row in bold ({better} is better).",
+        "",
+        "| task | " + " | ".join(method_label(m) for m in methods) + " |",
+        "|---|" + "---:|" * len(methods),
+    ]
+    for task in tasks:
+        parts = []
+        for m in methods:
+            c = cells.get((task, m))
+            if c is None or not math.isfinite(c.mean):
+                parts.append("–")
+                continue
+            text = _fmt(c.mean, spec.decimals) + (
+                f" ± {_fmt(c.se, spec.decimals)}" if math.isfinite(c.se) else ""
+            )
+            text = f"**{text}**" if c.bold else text
+            parts.append(text + (f" (n={c.n})" if c.n != most else ""))
+        lines.append(f"| {task} | " + " | ".join(parts) + " |")
+    iqm = _iqm_row(aggregate, spec, methods)
+    if iqm:
+        parts = []
+        for m in methods:
+            if m not in iqm:
+                parts.append("–")
+                continue
+            c = iqm[m]
+            text = f"{_fmt(c.value, spec.decimals)} [{_fmt(c.low, spec.decimals)}, {_fmt(c.high, spec.decimals)}]"
+            parts.append((f"**{text}**" if c.bold else text) + c.note)
+        lines.append(f"| IQM [{int(round(100 * ci))}% CI] | " + " | ".join(parts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        text = text.replace(a, b)
+    return text
+
+
+def latex_table(
+    per_task: pd.DataFrame, spec: TableSpec, aggregate: pd.DataFrame | None = None, ci: float = 0.95
+) -> str:
+    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
+    tasks, methods, cells = _cells(per_task, spec)
+    if not cells:
+        return f"% {spec.title}: no run has this number.\n"
+    most, note = _seed_note(cells)
+    better = "higher" if METRICS[spec.metric] else "lower"
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_tex_escape(spec.title)}. Mean $\pm$ standard error over seeds ({note}); "
+        rf"best per row in bold ({better} is better).}}",
+        rf"\label{{tab:{spec.name}}}",
+        r"\begin{tabular}{l" + "r" * len(methods) + "}",
+        r"\toprule",
+        "Task & " + " & ".join(_tex_escape(method_label(m)) for m in methods) + r" \\",
+        r"\midrule",
+    ]
+    for task in tasks:
+        parts = []
+        for m in methods:
+            c = cells.get((task, m))
+            if c is None or not math.isfinite(c.mean):
+                parts.append("--")
+                continue
+            mean = _fmt(c.mean, spec.decimals)
+            mean = rf"\textbf{{{mean}}}" if c.bold else mean
+            text = mean
+            if math.isfinite(c.se):
+                text += rf" $\pm$ {_fmt(c.se, spec.decimals)}"
+            parts.append(text + (f" (n={c.n})" if c.n != most else ""))
+        lines.append(_tex_escape(task) + " & " + " & ".join(parts) + r" \\")
+    iqm = _iqm_row(aggregate, spec, methods)
+    if iqm:
+        lines.append(r"\midrule")
+        parts = []
+        for m in methods:
+            if m not in iqm:
+                parts.append("--")
+                continue
+            c = iqm[m]
+            v = _fmt(c.value, spec.decimals)
+            parts.append(
+                (rf"\textbf{{{v}}}" if c.bold else v)
+                + f" [{_fmt(c.low, spec.decimals)}, {_fmt(c.high, spec.decimals)}]"
+                + c.note
+            )
+        lines.append(rf"IQM [{int(round(100 * ci))}\% CI] & " + " & ".join(parts) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(
+    per_task: pd.DataFrame, aggregate: pd.DataFrame | None, out_dir: Path, ci: float = 0.95
+) -> list[Path]:
+    """Write ``<name>.md`` and ``<name>.tex`` for every table in :data:`TABLES`; return the paths."""
+    written = []
+    for spec in TABLES:
+        md = Path(out_dir) / f"{spec.name}.md"
+        tex = Path(out_dir) / f"{spec.name}.tex"
+        write_text(md, markdown_table(per_task, spec, aggregate, ci))
+        write_text(tex, latex_table(per_task, spec, aggregate, ci))
+        written += [md, tex]
+    return written
