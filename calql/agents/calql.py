@@ -1,0 +1,33 @@
+"""Cal-QL = CQL + one change (spec §1.2 step 4): the policy-action values Q(s, a_cur) and
+Q(s, a_next) in the CQL logsumexp are lower-bounded by the transition's Monte-Carlo return,
+max(Q, G), before the importance-sampling log-prob is subtracted. Random actions, the data
+term, the Bellman target and the actor are untouched.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from calql.agents import losses as L
+from calql.agents.configs import CalQLConfig
+from calql.agents.cql import CQLAgent
+
+
+class CalQLAgent(CQLAgent):
+    """CQL whose policy-action values are calibrated by the MC return ``batch['mc_returns']``."""
+
+    method = "calql"
+    cfg: CalQLConfig
+
+    def _on_phase(self) -> None:
+        super()._on_phase()
+        # Official: calibration stays on online; calibrate_online=False is CORL's variant.
+        self._calibrate = self.phase == "offline" or self.cfg.calibrate_online
+
+    def _policy_values(self, q_cur: Tensor, q_next: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        if not self._calibrate:
+            return q_cur, q_next
+        if "mc_returns" not in batch:
+            raise KeyError("Cal-QL needs batch['mc_returns'] (the MC return of each transition)")
+        g = batch["mc_returns"]
+        return L.calql_lower_bound(q_cur, g), L.calql_lower_bound(q_next, g)

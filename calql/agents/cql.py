@@ -1,0 +1,95 @@
+"""CQL (official ConservativeSAC with use_cql=True, spec §1.2, §1.4) on top of the SAC backbone.
+
+Each critic is evaluated once per update on [data action, N uniform actions, N samples of
+pi(.|s), N samples of pi(.|s')], all at the state s (the next-state samples are valued at s,
+as in the original CQL code). Policy samples and log-probs are constants for the critics.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from calql.agents import losses as L
+from calql.agents.configs import CQLConfig
+from calql.agents.sac import Metrics, SACAgent
+
+
+class CQLAgent(SACAgent):
+    """SAC + conservative penalty T logsumexp(Q(s, .)) - Q(s, a_data), fixed or Lagrange weight."""
+
+    method = "cql"
+    cfg: CQLConfig
+
+    def __init__(self, obs_dim: int, act_dim: int, config: CQLConfig, device: str | torch.device) -> None:
+        # log alpha' = 1.0 initially (alpha' = e); trained only with cql_lagrange.
+        self.log_alpha_prime = nn.Parameter(torch.ones((), device=torch.device(device)))
+        super().__init__(obs_dim, act_dim, config, device)
+
+    def _on_phase(self) -> None:
+        online = self.phase == "online"
+        self._use_cql = (not online) or self.cfg.online_use_cql
+        w_online = self.cfg.cql_min_q_weight_online
+        self._cql_weight = w_online if (online and w_online >= 0) else self.cfg.cql_min_q_weight
+
+    def _extra_critic_group_params(self) -> list[nn.Parameter]:
+        return [self.log_alpha_prime] if self.cfg.cql_lagrange else []  # official: Adam at qf_lr
+
+    def _tensors(self) -> dict[str, Tensor]:
+        return {**super()._tensors(), "log_alpha_prime": self.log_alpha_prime}
+
+    def _n_state_samples(self) -> int:
+        return 1 + self.cfg.cql_n_actions if self._use_cql else 1
+
+    def _n_next_samples(self) -> int:
+        return self.n_backup + self.cfg.cql_n_actions if self._use_cql else self.n_backup
+
+    def _needs_uniform(self) -> bool:
+        return self._use_cql
+
+    def _critic_actions(self, batch: dict[str, Tensor], s_act: Tensor, n_act: Tensor, rand: Tensor | None) -> Tensor:
+        if not self._use_cql:
+            return super()._critic_actions(batch, s_act, n_act, rand)
+        n, nb = self.cfg.cql_n_actions, self.n_backup
+        assert rand is not None
+        return torch.cat([batch["actions"].unsqueeze(1), rand, s_act[:, 1 : 1 + n], n_act[:, nb : nb + n]], dim=1)
+
+    def _policy_values(self, q_cur: Tensor, q_next: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Hook on the policy-action values before the IS correction (Cal-QL bounds them here)."""
+        return q_cur, q_next
+
+    def _regularizer(
+        self, q_all: list[Tensor], batch: dict[str, Tensor], s_logp: Tensor, n_logp: Tensor
+    ) -> tuple[list[Tensor] | None, Tensor | None, Metrics]:
+        if not self._use_cql:
+            return None, None, {}
+        c, n, nb = self.cfg, self.cfg.cql_n_actions, self.n_backup
+        lp_cur, lp_next = s_logp[:, 1 : 1 + n], n_logp[:, nb : nb + n]
+        gaps = []
+        for q in q_all:
+            q_data, q_rand, q_cur, q_next = q[:, 0], q[:, 1 : 1 + n], q[:, 1 + n : 1 + 2 * n], q[:, 1 + 2 * n :]
+            q_cur, q_next = self._policy_values(q_cur, q_next, batch)
+            if c.cql_importance_sample:
+                cat = L.cql_cat_is(q_rand, q_next, q_cur, lp_next, lp_cur, self.act_dim)
+            else:
+                cat = L.cql_cat_raw(q_rand, q_data, q_next, q_cur)
+            gaps.append(L.cql_gap(cat, q_data, c.cql_temp, c.cql_clip_diff_min, c.cql_clip_diff_max))
+        metrics: Metrics = {}
+        alpha_prime_loss = None
+        if c.cql_lagrange:
+            penalties, alpha_prime_loss, alpha_prime = L.cql_lagrange_losses(
+                self.log_alpha_prime, gaps, self._cql_weight, c.cql_target_action_gap
+            )
+            metrics["alpha_prime"] = alpha_prime.detach()
+            metrics["alpha_prime_loss"] = alpha_prime_loss.detach()
+        else:
+            penalties = [self._cql_weight * g for g in gaps]
+        metrics.update(
+            cql_qf1_diff=gaps[0].detach(), cql_qf2_diff=gaps[1].detach(),
+            cql_min_qf1_loss=penalties[0].detach(), cql_min_qf2_loss=penalties[1].detach(),
+        )
+        mc = batch.get("mc_returns")
+        if mc is not None:  # fraction of policy-action values below G (before any bound), both critics
+            pol = torch.cat([q[:, 1 + n :].detach() for q in q_all], dim=1)
+            metrics["bound_rate"] = L.bound_rate(pol, mc)
+        return penalties, alpha_prime_loss, metrics

@@ -1,0 +1,116 @@
+"""IQL as in the first author's fork (IQL-F, spec §5.3), update order of jaxrl's IQL learner:
+
+1. value: expectile loss of min_j Qbar_j(s, a) - V(s), one Adam step;
+2. actor: -mean(exp(beta (Qbar(s, a) - V_new(s))) clipped at max_weight * log pi(a|s)) and
+3. critics: sum_j mse(Q_j(s, a), r + gamma (1 - d) V_new(s')), both using the *updated* V,
+   applied together (disjoint parameters, one backward);
+4. soft update of the target critics.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from calql.agents import losses as L
+from calql.agents.base import Agent, make_adam
+from calql.agents.configs import IQLConfig
+from calql.agents.networks import Critic, ValueNet, soft_update
+from calql.agents.policies import IQLPolicy
+
+_SQRT2 = 2.0**0.5
+
+
+class IQLAgent(Agent):
+    """Implicit Q-learning: expectile value, twin Q with target, advantage-weighted actor."""
+
+    method = "iql"
+    cfg: IQLConfig
+
+    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig, device: str | torch.device) -> None:
+        super().__init__(obs_dim, act_dim, config, device)
+        c = config
+        self.policy = IQLPolicy(obs_dim, act_dim, c.hidden, c.dropout, c.log_std_min, c.log_std_max).to(self.device)
+        # jaxrl initializes every layer, outputs included, orthogonal with gain sqrt(2).
+        self.critics = nn.ModuleList(Critic(obs_dim, act_dim, c.hidden, True, out_gain=_SQRT2) for _ in range(2))
+        self.critics.to(self.device)
+        self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
+        self.value = ValueNet(obs_dim, c.hidden).to(self.device)
+        self.value_optimizer = make_adam([{"params": list(self.value.parameters()), "lr": c.value_lr}], self.device)
+        self.optimizer = make_adam(
+            [
+                {"params": list(self.policy.parameters()), "lr": c.actor_lr},
+                {"params": list(self.critics.parameters()), "lr": c.critic_lr},
+            ],
+            self.device,
+        )
+        self._online = list(self.critics.parameters())
+        self._target = list(self.target_critics.parameters())
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        c = self.cfg
+        obs, act, nxt = batch["observations"], batch["actions"], batch["next_observations"]
+        b = obs.shape[0]
+        a1 = act.unsqueeze(1)
+        with torch.no_grad():
+            tq = torch.minimum(self.target_critics[0](obs, a1), self.target_critics[1](obs, a1)).squeeze(1)
+
+        v = self.value(obs)
+        value_loss = L.expectile_loss(tq - v, c.expectile)
+        self.value_optimizer.zero_grad(set_to_none=True)
+        value_loss.backward()
+        self.value_optimizer.step()
+
+        with torch.no_grad():
+            v_all = self.value(torch.cat([obs, nxt], dim=0))
+            v_new, next_v = v_all[:b], v_all[b:]
+            adv = tq - v_new
+            weights = L.awr_weights(adv, c.beta, c.max_weight)
+            target = L.td_target(batch["rewards"], batch["dones"], next_v, c.gamma)
+
+        self.policy.train()
+        mean, log_std = self.policy(obs, self.generator)
+        actor_loss = L.weighted_nll(weights, IQLPolicy.log_prob(mean, log_std, act))
+        q1, q2 = (critic(obs, a1).squeeze(1) for critic in self.critics)
+        critic_loss = L.mse(q1, target) + L.mse(q2, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        (actor_loss + critic_loss).backward()
+        self.optimizer.step()
+        soft_update(self._target, self._online, c.tau)
+        self.num_updates += 1
+        return {
+            "value_loss": value_loss.detach(),
+            "critic_loss": critic_loss.detach(),
+            "policy_loss": actor_loss.detach(),
+            "v": v.detach().mean(),
+            "q_data": q1.detach().mean(),
+            "adv": adv.mean(),
+            "adv_weight": weights.mean(),
+        }
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        o, single = self._as_obs(obs)
+        self.policy.eval()
+        mean, log_std = self.policy(o)
+        if deterministic:
+            a = mean
+        else:
+            std = torch.full_like(mean, self.cfg.exploration_std) if self.cfg.exploration_std else log_std.exp()
+            a = (mean + std * self._randn(*mean.shape)).clamp(-1.0, 1.0)
+        return a[0] if single else a
+
+    @torch.no_grad()
+    def policy_q(self, obs: Tensor) -> Tensor:
+        o, _ = self._as_obs(obs)
+        self.policy.eval()
+        a = self.policy(o)[0].unsqueeze(1)
+        return torch.minimum(self.critics[0](o, a), self.critics[1](o, a)).squeeze(1)
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"policy": self.policy, "critics": self.critics, "target_critics": self.target_critics, "value": self.value}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"value_optimizer": self.value_optimizer, "optimizer": self.optimizer}

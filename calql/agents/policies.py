@@ -1,0 +1,95 @@
+"""Policies: the official tanh-Gaussian (SAC/CQL/Cal-QL) and IQL-F's Gaussian with tanh means.
+
+Sampling takes the noise ``eps`` as an argument, so the agent draws all noise of one update in
+one call from its own generator (reproducible, checkpointable) and tests can pass fixed noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from calql.agents.networks import MLP
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+def gaussian_log_prob_from_eps(eps: Tensor, log_std: Tensor) -> Tensor:
+    """log N(mean + std*eps; mean, std) summed over the last axis: -eps^2/2 - log std - log(2 pi)/2."""
+    return (-0.5 * eps.square() - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+
+def tanh_log_det_jacobian(pre_tanh: Tensor) -> Tensor:
+    """log |d tanh(x)/dx| = 2 (log 2 - x - softplus(-2x)), summed over the last axis (stable form)."""
+    return (2.0 * (_LOG_2 - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """Official policy: MLP -> (mean, raw log-std); log_std = m * raw + o (m, o learnable scalars,
+    init 1 and -1), clipped to [-20, 2]; a = tanh(mean + std * eps); deterministic a = tanh(mean)."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...],
+        orthogonal_init: bool = True,
+        log_std_multiplier: float = 1.0,
+        log_std_offset: float = -1.0,
+    ) -> None:
+        super().__init__()
+        self.act_dim = act_dim
+        self.net = MLP(obs_dim, hidden, 2 * act_dim, orthogonal_init, out_gain=1e-2)
+        self.log_std_multiplier = nn.Parameter(torch.tensor(float(log_std_multiplier)))
+        self.log_std_offset = nn.Parameter(torch.tensor(float(log_std_offset)))
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, log_std), each [B, A]."""
+        mean, raw = self.net(obs).chunk(2, dim=-1)
+        log_std = (self.log_std_multiplier * raw + self.log_std_offset).clamp(-20.0, 2.0)
+        return mean, log_std
+
+    @staticmethod
+    def sample(mean: Tensor, log_std: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """K reparameterized samples per state: mean/log_std [B, A], eps [B, K, A] -> a [B, K, A], log pi [B, K]."""
+        mean, log_std = mean.unsqueeze(1), log_std.unsqueeze(1)
+        pre = mean + log_std.exp() * eps
+        log_prob = gaussian_log_prob_from_eps(eps, log_std) - tanh_log_det_jacobian(pre)
+        return torch.tanh(pre), log_prob
+
+    def deterministic(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self(obs)[0])
+
+
+class IQLPolicy(nn.Module):
+    """IQL-F policy: N(tanh(MLP(s)), exp(log_std)) with a state-independent log-std (init 0,
+    clipped to [log_std_min, log_std_max]); not a squashed distribution; deterministic = mean."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...],
+        dropout: float = 0.0,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+    ) -> None:
+        super().__init__()
+        # jaxrl's default_init is orthogonal(sqrt 2) for every layer, output included.
+        self.net = MLP(obs_dim, hidden, act_dim, True, out_gain=math.sqrt(2.0), dropout=dropout)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        mean = torch.tanh(self.net(obs, generator))
+        return mean, self.log_std.clamp(self.log_std_min, self.log_std_max).expand_as(mean)
+
+    @staticmethod
+    def log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
+        """log N(actions; mean, exp(log_std)) summed over the action axis, [B]."""
+        z = (actions - mean) * torch.exp(-log_std)
+        return (-0.5 * z.square() - log_std - 0.5 * _LOG_2PI).sum(-1)

@@ -1,0 +1,72 @@
+"""``calql pretrain``: offline pre-training of one (task, method, seed) on the labeled dataset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from calql.commands.common import add_config_args
+from calql.config import load_config
+from calql.training.config import resolve_run_config
+
+log = logging.getLogger(__name__)
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``pretrain`` and ``finetune``."""
+    add_config_args(p)
+    p.add_argument("--method", required=True, choices=["calql", "cql", "iql", "sac"], help="method to train")
+    p.add_argument("--seed", required=True, type=int, help="run seed (network init, sampling, episodes)")
+    p.add_argument("--dataset", required=True, type=Path, help="labeled dataset from `calql label`")
+    p.add_argument("--run-dir", required=True, type=Path,
+                   help="run folder RUN (e.g. results/runs/<task>/<method>/seed<seed>); the phase writes RUN/<phase>/")
+    p.add_argument("--restart", action="store_true",
+                   help="delete this phase's previous outputs and checkpoints and start over (default: resume)")
+
+
+def run_phase(args: argparse.Namespace, phase: str, train: Callable[..., Path], **kwargs: Any) -> int:
+    """Load and validate the config, open live tracking if asked, run the phase, close tracking."""
+    from calql.tracking.mlflow_live import live_logger
+    from calql.training.runner import install_sigterm_handler
+
+    config = load_config(args.config)
+    install_sigterm_handler()
+    run_config = resolve_run_config(config, args.task, args.method)
+    live = live_logger(config, run_config, phase, args.seed)
+    ok = False
+    try:
+        out = train(config, args.task, args.method, args.seed, args.dataset, args.run_dir, live=live,
+                    restart=args.restart, progress=not getattr(args, "quiet", False), **kwargs)
+        ok = True
+    finally:
+        if live is not None:
+            live.finish(ok)
+    log.info("%s outputs in %s", phase, out)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="offline pre-training on a labeled dataset",
+        description=(
+            "Pre-train one method (calql, cql, iql) offline: gradient steps on uniform batches of "
+            "the labeled dataset, with the budgets and hyperparameters resolved from the task's "
+            "preset and the config's `train` section. Evaluates at step 0, every eval_every steps "
+            "and at the end; writes RUN/pretrain/metrics.csv as it goes, checkpoints to "
+            "RUN/pretrain/checkpoints/last.pt (rerunning the same command resumes exactly), and "
+            "final.pt + run.json when done."
+        ),
+        epilog="example: calql pretrain --config config/config.yaml --task pointmaze-umaze --method calql "
+               "--seed 0 --dataset results/labeled/pointmaze-umaze.hdf5 --run-dir results/runs/pointmaze-umaze/calql/seed0",
+    )
+    add_run_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from calql.training.pretrain import run_pretrain
+
+    return run_phase(args, "pretrain", run_pretrain)

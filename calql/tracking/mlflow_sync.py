@@ -1,0 +1,150 @@
+"""Import finished runs' files into an MLflow store, in one process (``calql track``).
+
+Training jobs on many nodes never touch the (SQLite) store; this one local job reads every
+completed ``RUN/<phase>/run.json`` under the runs folder and creates one MLflow run per
+(task, method, seed) holding both phases. Idempotent: a run whose files did not change since the
+last import (same ``calql.import_signature`` tag) is skipped; a changed one (a new phase finished,
+a rerun, or a run logged live) is replaced, so the store never holds duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calql.errors import CalqlError
+from calql.tracking.metrics import read_metrics
+from calql.tracking.store import (
+    TAG_KEY,
+    TAG_SIGNATURE,
+    TAG_SOURCE,
+    artifact_location,
+    client_for,
+    experiment_id,
+    find_runs,
+    flatten,
+    row_metrics,
+    run_key,
+)
+
+log = logging.getLogger(__name__)
+
+PHASES = ("pretrain", "finetune")
+#: MLflow's per-call limit of metrics in log_batch.
+_BATCH = 1000
+
+
+@dataclass
+class RunFiles:
+    """The completed phases of one (task, method, seed) run directory."""
+
+    task: str
+    method: str
+    seed: int
+    phases: dict[str, Path] = field(default_factory=dict)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return run_key(self.task, self.method, self.seed)
+
+    def signature(self) -> str:
+        """Changes whenever any imported file changes."""
+        h = hashlib.sha256()
+        for phase in PHASES:
+            if phase in self.phases:
+                d = self.phases[phase]
+                h.update(phase.encode())
+                h.update((d / "run.json").read_bytes())
+                h.update((d / "metrics.csv").read_bytes())
+        return h.hexdigest()[:16]
+
+
+def discover(runs_dir: Path) -> list[RunFiles]:
+    """Every run with at least one completed phase, sorted by key; incomplete phases are ignored."""
+    found: dict[str, RunFiles] = {}
+    for run_json in sorted(runs_dir.glob("**/run.json")):
+        phase_dir = run_json.parent
+        if phase_dir.name not in PHASES or not (phase_dir / "metrics.csv").exists():
+            continue
+        try:
+            record = json.loads(run_json.read_text())
+        except json.JSONDecodeError as exc:
+            log.warning("skipping %s: not valid JSON (%s)", run_json, exc)
+            continue
+        if record.get("status") != "complete":
+            continue
+        rf = RunFiles(record["task"], record["method"], int(record["seed"]))
+        rf = found.setdefault(rf.key, rf)
+        rf.phases[phase_dir.name] = phase_dir
+        rf.records[phase_dir.name] = record
+    return [found[k] for k in sorted(found)]
+
+
+def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -> str:
+    from mlflow.entities import Metric, Param, RunTag
+
+    phases = [p for p in PHASES if p in rf.phases]
+    last = rf.records[phases[-1]]
+    tags = {
+        TAG_KEY: rf.key, TAG_SOURCE: "import", TAG_SIGNATURE: rf.signature(),
+        "task": rf.task, "method": rf.method, "seed": str(rf.seed), "phases": ",".join(phases),
+        "git_commit": str(last.get("git_commit")), "config_hash": str(last.get("run_config_hash")),
+        "mlflow.runName": rf.key.replace("/", "-"),
+    }
+    for p in phases:
+        tags[f"git_commit.{p}"] = str(rf.records[p].get("git_commit"))
+    run = client.create_run(exp_id, tags=tags)
+    run_id = run.info.run_id
+    params = flatten(last.get("config") or {})
+    items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i:i + 100])
+    metrics: list[Any] = []
+    for phase in phases:
+        d = rf.phases[phase]
+        rows = read_metrics(d / "metrics.csv")
+        # timestamps reconstructed from the phase's end time and each row's wall time
+        end_ms = int((d / "run.json").stat().st_mtime * 1000)
+        total_s = float(rf.records[phase].get("wall_time_s") or 0.0)
+        for row in rows:
+            step = int(row["env_steps"] if phase == "finetune" else row["grad_step"])
+            ts = end_ms - int(1000 * (total_s - float(row.get("wall_time_s") or 0.0)))
+            metrics += [Metric(k, v, ts, step) for k, v in row_metrics(row, phase).items()]
+        client.log_artifact(run_id, str(d / "metrics.csv"), artifact_path=phase)
+        client.log_artifact(run_id, str(d / "run.json"), artifact_path=phase)
+        if log_checkpoints and (d / "final.pt").exists():
+            client.log_artifact(run_id, str(d / "final.pt"), artifact_path=phase)
+    for i in range(0, len(metrics), _BATCH):
+        client.log_batch(run_id, metrics=metrics[i:i + _BATCH])
+    client.log_dict(run_id, last.get("config") or {}, "run_config.json")
+    client.log_batch(run_id, tags=[RunTag(f"phase.{p}", "complete") for p in phases])
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def import_runs(config: dict[str, Any], runs_dir: Path, uri: str, log_checkpoints: bool = True) -> dict[str, Any]:
+    """Import every completed run under ``runs_dir``; returns a summary of what was done."""
+    if not runs_dir.is_dir():
+        raise CalqlError(f"runs folder not found: {runs_dir}")
+    client = client_for(uri)
+    exp_id = experiment_id(client, config["experiment"], artifact_location(config, uri))
+    summary: dict[str, Any] = {"uri": uri, "experiment": config["experiment"], "experiment_id": exp_id,
+                               "imported": [], "replaced": [], "unchanged": []}
+    for rf in discover(runs_dir):
+        existing = find_runs(client, exp_id, rf.key)
+        if len(existing) == 1 and existing[0].data.tags.get(TAG_SIGNATURE) == rf.signature():
+            summary["unchanged"].append(rf.key)
+            continue
+        for old in existing:  # a live run, an older import, or duplicates: replaced by one fresh run
+            client.delete_run(old.info.run_id)
+        if existing:
+            summary["replaced"].append(rf.key)
+        run_id = _import_one(client, exp_id, rf, log_checkpoints)
+        summary["imported"].append(rf.key)
+        log.info("imported %s (%s) as MLflow run %s", rf.key, ",".join(rf.phases), run_id)
+    return summary

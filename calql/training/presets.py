@@ -1,0 +1,150 @@
+"""Per-domain hyperparameter presets: the official settings (spec section 5) and a small PointMaze one.
+
+A preset gives, for one domain, the training budgets (``train``: ``pretrain`` / ``finetune`` /
+``score``) and per-method agent hyperparameters (``methods.<method>.hparams``), optionally a
+per-method reward transform (``methods.<method>.reward``: IQL-F trains on ``r - 1`` instead of the
+Cal-QL ``10 r - 5``) and per-method budget changes (``methods.<method>.train``).
+
+Resolution order (:func:`calql.training.config.resolve_run_config`): the agent's dataclass
+defaults < :data:`BASE_TRAIN` < the preset < the config's ``train`` section. Every number here
+names its source in the spec (section number) so a reader can check it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from calql.errors import ConfigError, suggest
+
+#: Budgets every preset starts from (values shared by all official scripts, spec 5.1 last line).
+BASE_TRAIN: dict[str, Any] = {
+    "score": "return",
+    "pretrain": {
+        "steps": 1_000_000,
+        "batch_size": 256,
+        "eval_every": 50_000,
+        "eval_episodes": 20,
+        "checkpoint_every": 50_000,
+        "checkpoint_minutes": 10.0,
+    },
+    "finetune": {
+        "env_steps": 1_000_000,
+        "batch_size": 256,
+        "mixing_ratio": 0.5,
+        "utd_ratio": 1.0,
+        "buffer_size": 1_000_000,
+        "eval_every_env_steps": 2_000,
+        "eval_episodes": 20,
+        "checkpoint_every_env_steps": 50_000,
+        "checkpoint_minutes": 10.0,
+    },
+}
+
+# ----------------------------------------------------------------------------- building blocks
+#: Official SAC backbone (spec 3): lrs, tau, init. Shared by sac, cql, calql.
+_SAC_BACKBONE: dict[str, Any] = {"policy_lr": 1e-4, "qf_lr": 3e-4, "tau": 5e-3, "orthogonal_init": True}
+
+
+def _cql(arch: dict[str, Any], **cql: Any) -> dict[str, Any]:
+    """CQL hyperparameters on the SAC backbone; Cal-QL is the same with the MC lower bound."""
+    return {**_SAC_BACKBONE, **arch, "cql_n_actions": 10, "cql_temp": 1.0, "max_target_backup": True, **cql}
+
+
+def _methods(arch: dict[str, Any], cql: dict[str, Any], iql: dict[str, Any],
+             iql_reward: dict[str, float] | None = None,
+             iql_train: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "calql": {"hparams": _cql(arch, **cql)},
+        "cql": {"hparams": _cql(arch, **cql)},
+        "sac": {"hparams": {**_SAC_BACKBONE, **arch}},
+        "iql": {"hparams": iql},
+    }
+    if iql_reward:
+        out["iql"]["reward"] = iql_reward
+    if iql_train:
+        out["iql"]["train"] = iql_train
+    return out
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # AntMaze: OFF scripts/run_antmaze.sh (spec 5.1), IQL-F (spec 5.3).
+    "antmaze": {
+        "train": {
+            "score": "return",
+            "pretrain": {"steps": 1_000_000, "eval_every": 50_000, "eval_episodes": 20},
+            "finetune": {"env_steps": 1_000_000, "eval_every_env_steps": 2_000, "eval_episodes": 20,
+                         "mixing_ratio": 0.5},
+        },
+        "methods": _methods(
+            arch={"policy_hidden": [256, 256], "critic_hidden": [256, 256, 256, 256]},
+            cql={"cql_min_q_weight": 5.0, "cql_lagrange": True, "cql_target_action_gap": 0.8,
+                 "cql_importance_sample": True},
+            iql={"hidden": [256, 256], "expectile": 0.9, "beta": 10.0, "actor_lr": 3e-4,
+                 "critic_lr": 3e-4, "value_lr": 3e-4},
+            iql_reward={"scale": 1.0, "bias": -1.0},
+            iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {"eval_episodes": 50}},
+        ),
+    },
+    # Adroit-binary: OFF scripts/run_adroit.sh (spec 5.1), IQL-F (spec 5.3). Score = success rate.
+    # The official pen budget is 200k online steps: set train.per_task.<pen task>.finetune.env_steps.
+    "adroit": {
+        "train": {
+            "score": "success",
+            "pretrain": {"steps": 20_000, "eval_every": 2_000, "eval_episodes": 20,
+                         "checkpoint_every": 2_000},
+            "finetune": {"env_steps": 1_000_000, "eval_every_env_steps": 2_000, "eval_episodes": 20,
+                         "mixing_ratio": 0.5},
+        },
+        "methods": _methods(
+            arch={"policy_hidden": [512, 512], "critic_hidden": [512, 512, 512]},
+            cql={"cql_min_q_weight": 1.0, "cql_lagrange": False, "cql_importance_sample": True},
+            iql={"hidden": [256, 256], "expectile": 0.8, "beta": 3.0, "exploration_std": 0.03,
+                 "actor_lr": 3e-4, "critic_lr": 3e-4, "value_lr": 3e-4},
+            iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {"eval_episodes": 50}},
+        ),
+    },
+    # Kitchen: OFF-K scripts/run_kitchen.sh (spec 5.1), IQL-F (spec 5.3). Score = last-step reward / 4.
+    "kitchen": {
+        "train": {
+            "score": "last_reward",
+            "pretrain": {"steps": 500_000, "eval_every": 50_000, "eval_episodes": 20},
+            "finetune": {"env_steps": 1_500_000, "eval_every_env_steps": 5_000, "eval_episodes": 20,
+                         "mixing_ratio": 0.25},
+        },
+        "methods": _methods(
+            arch={"policy_hidden": [512, 512, 512], "critic_hidden": [512, 512, 512]},
+            cql={"cql_min_q_weight": 5.0, "cql_lagrange": False, "cql_importance_sample": False},
+            iql={"hidden": [256, 256], "expectile": 0.7, "beta": 0.5, "dropout": 0.1,
+                 "actor_lr": 3e-4, "critic_lr": 3e-4, "value_lr": 3e-4},
+            iql_train={"pretrain": {"eval_episodes": 10}, "finetune": {"eval_episodes": 10}},
+        ),
+    },
+    # PointMaze: our own small setting (not from the paper) so a full run takes minutes on a
+    # laptop CPU: AntMaze's recipe (sparse reward, Lagrange CQL) with [64, 64] networks.
+    "pointmaze": {
+        "train": {
+            "score": "return",
+            "pretrain": {"steps": 10_000, "eval_every": 2_000, "eval_episodes": 10,
+                         "checkpoint_every": 2_000},
+            "finetune": {"env_steps": 10_000, "eval_every_env_steps": 1_000, "eval_episodes": 10,
+                         "mixing_ratio": 0.5, "buffer_size": 100_000,
+                         "checkpoint_every_env_steps": 2_000},
+        },
+        "methods": _methods(
+            arch={"policy_hidden": [64, 64], "critic_hidden": [64, 64]},
+            cql={"cql_min_q_weight": 5.0, "cql_lagrange": True, "cql_target_action_gap": 0.8,
+                 "cql_importance_sample": True},
+            iql={"hidden": [64, 64], "expectile": 0.9, "beta": 10.0, "actor_lr": 3e-4,
+                 "critic_lr": 3e-4, "value_lr": 3e-4},
+        ),
+    },
+}
+
+
+def get_preset(name: str) -> dict[str, Any]:
+    """A deep copy of preset ``name``; ConfigError with suggestions if unknown."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown hyperparameter preset '{name}' (known: {', '.join(PRESETS)})."
+                          f"{suggest(name, PRESETS)}")
+    return copy.deepcopy(PRESETS[name])

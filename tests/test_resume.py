@@ -1,0 +1,168 @@
+"""A run stopped at any point and restarted with the same command ends with exactly the same numbers."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from calql.config import load_config
+from calql.errors import CheckpointError
+from calql.training.checkpoint import load_checkpoint
+from calql.training.runner import StopRequested
+from tests.test_training import TINY_TRAIN, labeled_dataset, make_config, metrics_without_timing  # noqa: F401
+
+
+def _same_agent(a: Path, b: Path) -> None:
+    sa, sb = load_checkpoint(a)["agent"], load_checkpoint(b)["agent"]
+    for name, module in sa["modules"].items():
+        for key, tensor in module.items():
+            assert torch.equal(tensor, sb["modules"][name][key]), f"{name}.{key} differs"
+    for name, tensor in sa["tensors"].items():
+        assert torch.equal(tensor, sb["tensors"][name]), name
+
+
+@pytest.mark.parametrize("method", ["calql", "iql"])
+def test_pretrain_and_finetune_resume_exactly(tmp_path: Path, labeled_dataset: Path, method: str) -> None:
+    from calql.training.finetune import run_finetune
+    from calql.training.pretrain import run_pretrain
+
+    cfg = load_config(make_config(tmp_path))
+    ref, crash = tmp_path / "ref", tmp_path / "crash"
+    run_pretrain(cfg, "umaze", method, 3, labeled_dataset, ref, progress=False)
+    run_finetune(cfg, "umaze", method, 3, labeled_dataset, ref, progress=False)
+
+    # pre-training stops at step 70: the checkpoint is from step 60, between evaluations (40, 80),
+    # so the resumed run must also restore the partial loss sums of steps 41-60
+    with pytest.raises(StopRequested):
+        run_pretrain(cfg, "umaze", method, 3, labeled_dataset, crash, progress=False, stop_after=70)
+    assert load_checkpoint(crash / "pretrain/checkpoints/last.pt")["counters"]["grad_step"] == 60
+    assert not (crash / "pretrain/final.pt").exists() and not (crash / "pretrain/run.json").exists()
+    run_pretrain(cfg, "umaze", method, 3, labeled_dataset, crash, progress=False)
+    assert metrics_without_timing(crash / "pretrain/metrics.csv") == metrics_without_timing(ref / "pretrain/metrics.csv")
+    _same_agent(crash / "pretrain/final.pt", ref / "pretrain/final.pt")
+
+    with pytest.raises(StopRequested):
+        run_finetune(cfg, "umaze", method, 3, labeled_dataset, crash, progress=False, stop_after=250)
+    state = load_checkpoint(crash / "finetune/checkpoints/last.pt")
+    assert 100 <= state["counters"]["env_steps"] < 400 and state["buffer"]["size"] == state["counters"]["env_steps"]
+    run_finetune(cfg, "umaze", method, 3, labeled_dataset, crash, progress=False)
+    rows = metrics_without_timing(crash / "finetune/metrics.csv")
+    assert rows == metrics_without_timing(ref / "finetune/metrics.csv")
+    assert len(rows) >= 3
+    _same_agent(crash / "finetune/final.pt", ref / "finetune/final.pt")
+
+
+def test_sac_finetune_resumes_exactly(tmp_path: Path, labeled_dataset: Path) -> None:
+    from calql.training.finetune import run_finetune
+
+    cfg = load_config(make_config(tmp_path))
+    run_finetune(cfg, "umaze", "sac", 1, labeled_dataset, tmp_path / "ref", progress=False)
+    with pytest.raises(StopRequested):
+        run_finetune(cfg, "umaze", "sac", 1, labeled_dataset, tmp_path / "crash", progress=False, stop_after=150)
+    run_finetune(cfg, "umaze", "sac", 1, labeled_dataset, tmp_path / "crash", progress=False)
+    assert (metrics_without_timing(tmp_path / "crash/finetune/metrics.csv")
+            == metrics_without_timing(tmp_path / "ref/finetune/metrics.csv"))
+
+
+def test_other_seed_gives_other_numbers(tmp_path: Path, labeled_dataset: Path) -> None:
+    from calql.training.pretrain import run_pretrain
+
+    train = copy.deepcopy(TINY_TRAIN)
+    train["pretrain"].update(steps=40, eval_every=40)
+    cfg = load_config(make_config(tmp_path, train))
+    a = run_pretrain(cfg, "umaze", "cql", 0, labeled_dataset, tmp_path / "a", progress=False)
+    b = run_pretrain(cfg, "umaze", "cql", 1, labeled_dataset, tmp_path / "b", progress=False)
+    ra, rb = metrics_without_timing(a / "metrics.csv"), metrics_without_timing(b / "metrics.csv")
+    assert ra[-1]["train/critic_loss"] != rb[-1]["train/critic_loss"]
+
+
+def test_mismatched_checkpoint_is_refused(tmp_path: Path, labeled_dataset: Path) -> None:
+    from calql.training.pretrain import run_pretrain
+
+    cfg = load_config(make_config(tmp_path))
+    with pytest.raises(StopRequested):
+        run_pretrain(cfg, "umaze", "cql", 0, labeled_dataset, tmp_path / "run", progress=False, stop_after=35)
+    changed = copy.deepcopy(cfg)
+    changed["train"]["overrides"] = {"cql": {"cql_min_q_weight": 1.0}}
+    with pytest.raises(CheckpointError, match="config_hash.*config changed"):
+        run_pretrain(changed, "umaze", "cql", 0, labeled_dataset, tmp_path / "run", progress=False)
+    # a checkpoint of another method in this run folder
+    (tmp_path / "other").mkdir()
+    os.replace(tmp_path / "run", tmp_path / "other" / "x")
+    with pytest.raises(StopRequested):
+        run_pretrain(cfg, "umaze", "calql", 0, labeled_dataset, tmp_path / "run", progress=False, stop_after=35)
+    ckpt = tmp_path / "run/pretrain/checkpoints/last.pt"
+    os.replace(tmp_path / "other/x/pretrain/checkpoints/last.pt", ckpt)
+    with pytest.raises(CheckpointError, match="method: checkpoint has 'cql', this run has 'calql'"):
+        run_pretrain(cfg, "umaze", "calql", 0, labeled_dataset, tmp_path / "run", progress=False)
+    ckpt.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        run_pretrain(cfg, "umaze", "calql", 0, labeled_dataset, tmp_path / "run", progress=False)
+
+
+def test_cli_killed_with_sigkill_resumes_exactly(tmp_path: Path, labeled_dataset: Path) -> None:
+    """The real thing: `calql pretrain` killed with SIGKILL after a checkpoint, then rerun."""
+    from calql.training.pretrain import run_pretrain
+
+    train = copy.deepcopy(TINY_TRAIN)
+    train["pretrain"].update(steps=1500, eval_every=500, checkpoint_every=100)
+    cfg_path = make_config(tmp_path, train)
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "calql.cli", "-q", "pretrain", "--config", str(cfg_path), "--task", "umaze",
+           "--method", "iql", "--seed", "5", "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run_dir / "pretrain/checkpoints/last.pt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if (run_dir / "pretrain/run.json").exists():
+        pytest.skip("the run finished before it could be killed (machine too fast for this budget)")
+    assert proc.returncode == -signal.SIGKILL
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not list(run_dir.glob("**/*.tmp-*")), "a killed job's temporary files were left behind"
+    ref = run_pretrain(load_config(cfg_path), "umaze", "iql", 5, labeled_dataset, tmp_path / "ref", progress=False)
+    assert metrics_without_timing(run_dir / "pretrain/metrics.csv") == metrics_without_timing(ref / "metrics.csv")
+    _same_agent(run_dir / "pretrain/final.pt", ref / "final.pt")
+
+
+def test_cli_sigterm_checkpoints_mid_burst_and_resumes_exactly(tmp_path: Path, labeled_dataset: Path) -> None:
+    """Slurm's time limit sends SIGTERM: the job checkpoints between two gradient steps and exits."""
+    from calql.training.finetune import run_finetune
+
+    train = copy.deepcopy(TINY_TRAIN)
+    train["finetune"].update(env_steps=600, checkpoint_every_env_steps=100000, checkpoint_minutes=1000.0)
+    cfg_path = make_config(tmp_path, train)
+    run_dir = tmp_path / "termed"
+    cmd = [sys.executable, "-m", "calql.cli", "finetune", "--config", str(cfg_path), "--task", "umaze",
+           "--method", "sac", "--seed", "2", "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "finetune/metrics.csv"
+    deadline = time.monotonic() + 120
+    while not metrics.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # inside the first bursts of gradient steps
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if (run_dir / "finetune/run.json").exists():
+        pytest.skip("the run finished before SIGTERM arrived (machine too fast for this budget)")
+    assert proc.returncode == 2 and "SIGTERM" in err and "rerun the same command" in err
+    counters = load_checkpoint(run_dir / "finetune/checkpoints/last.pt")["counters"]
+    assert 0 < counters["env_steps"] <= 600 and not (run_dir / "finetune/final.pt").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ref = run_finetune(load_config(cfg_path), "umaze", "sac", 2, labeled_dataset, tmp_path / "ref", progress=False)
+    resumed, expected = metrics_without_timing(metrics), metrics_without_timing(ref / "metrics.csv")
+    assert resumed == expected, (counters, [(a, b) for a, b in zip(resumed, expected) if a != b])
+    _same_agent(run_dir / "finetune/final.pt", ref / "final.pt")
