@@ -1,0 +1,260 @@
+"""The Snakemake workflow: lint, dry runs of the shipped configs, config errors, and (slow) a real
+run of the tiny .test config that must be complete, idempotent and rerun only what changed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's workflow; output (stdout + stderr) in `.stdout`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), *args],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=timeout, check=False,
+    )
+
+
+def job_counts(output: str) -> Counter:
+    """The 'Job stats' table of a Snakemake run or dry run as {rule: count}."""
+    match = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total\s+(\d+)", output, re.S)
+    assert match, f"no job stats in the output:\n{output[-3000:]}"
+    counts = Counter()
+    for line in match.group(1).strip().splitlines():
+        rule, n = line.split()
+        counts[rule] = int(n)
+    return counts
+
+
+def dry_run(*args: str, cwd: Path = REPO) -> str:
+    result = snakemake("--dry-run", "--cores", "1", *args, cwd=cwd)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return result.stdout
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def expected_counts(config: dict) -> dict[str, int]:
+    tasks, seeds = len(config["tasks"]), len(config["seeds"])
+    methods = config["methods"]
+    return {
+        "dataset": tasks,
+        "label": tasks,
+        "pretrain": tasks * len([m for m in methods if m != "sac"]) * seeds,
+        "finetune": tasks * len(methods) * seeds,
+        "track": 1,
+        "aggregate": 1,
+        "tables": 1,
+        "figures": 1,
+    }
+
+
+# ----------------------------------------------------------------------------- fast
+def test_lint_is_clean() -> None:
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout
+    assert "Lints for" not in result.stdout, result.stdout
+
+
+def test_default_config_dry_run_lists_every_job(tmp_path: Path) -> None:
+    """config/config.yaml: data once per task, pre-training for every offline method and seed,
+    fine-tuning for every method and seed (sac without --init), and the local summary jobs."""
+    config = load(REPO / "config" / "config.yaml")
+    assert set(config["methods"]) == {"calql", "cql", "iql", "sac"} and len(config["seeds"]) >= 3
+    # Dry-run from a scratch folder so nothing of the repository's results/ is looked at.
+    out = dry_run("--configfile", str(REPO / "config" / "config.yaml"), "--directory", str(tmp_path))
+    assert job_counts(out) == Counter({**expected_counts(config), "all": 1})
+    results = config["results_dir"]
+    for task in config["tasks"]:
+        for seed in config["seeds"]:
+            for method in config["methods"]:
+                run = f"{results}/runs/{task}/{method}/seed{seed}"
+                assert f"{run}/finetune/run.json" in out
+                if method == "sac":
+                    assert f"{run}/pretrain" not in out
+                    assert re.search(rf"finetune .*--method sac --seed {seed} .*--run-dir {run} ", out)
+                else:
+                    assert f"{run}/pretrain/run.json" in out
+                    assert f"--init {run}/pretrain/final.pt" in out
+    assert not (tmp_path / results).exists(), "a dry run must not write results"
+
+
+def test_paper_config_dry_runs_without_data(tmp_path: Path) -> None:
+    config = load(REPO / "config" / "paper.yaml")
+    domains = Counter(task["domain"] for task in config["tasks"].values())
+    assert domains == Counter({"antmaze": 4, "kitchen": 3, "adroit": 3})
+    # Through the Slurm profile, as the README runs it on a cluster (a dry run submits nothing).
+    out = dry_run("--configfile", str(REPO / "config" / "paper.yaml"), "--directory", str(tmp_path),
+                  "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"))
+    assert job_counts(out) == Counter({**expected_counts(config), "all": 1})
+
+
+def test_test_config_dry_run() -> None:
+    config = load(TEST_CONFIG)
+    out = dry_run("--directory", str(REPO / ".test"))
+    counts = job_counts(out)
+    expected = expected_counts(config)
+    assert all(counts[rule] == n for rule, n in expected.items() if rule in counts)
+
+
+def test_rule_conda_env_pins_match_the_lock() -> None:
+    """workflow/envs/calql.yaml (for --sdm conda) pins the same versions as requirements.lock."""
+    lock = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.split(";")[0].strip().split("==")
+            lock[name.lower().replace("_", "-")] = version.split()[0]
+    env = load(REPO / "workflow" / "envs" / "calql.yaml")
+    pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+    for spec in pip:
+        name, version = spec.split("==")
+        assert lock.get(name.lower()) == version, (spec, lock.get(name.lower()))
+
+
+@pytest.mark.parametrize(
+    ("path", "bad_key"),
+    [
+        (("tasks", "pointmaze-tiny", "envv"), "envv"),
+        (("train", "pretrain", "step"), "step"),
+        (("train", "overrides", "calql", "cql_alpah"), "cql_alpah"),
+        (("resources", "pretrain", "thread"), "thread"),
+        (("analysis", "n_boot"), "n_boot"),
+    ],
+)
+def test_bad_config_key_fails_before_any_job(tmp_path: Path, path: tuple[str, ...], bad_key: str) -> None:
+    config = load(TEST_CONFIG)
+    node = config
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake("--dry-run", "--cores", "1", "--configfile", str(bad), "--directory", str(tmp_path))
+    assert result.returncode != 0
+    assert bad_key in result.stdout, result.stdout[-3000:]
+    assert "Job stats" not in result.stdout
+
+
+def test_rerun_keys_ignore_unrelated_settings() -> None:
+    """Pre-training's key ignores the fine-tuning budget and analysis settings; fine-tuning's
+    key changes with its budget; the data keys ignore training."""
+    from calql.config import validate_config
+    from calql.training.config import phase_hash, resolve_run_config
+
+    base = validate_config(load(TEST_CONFIG))
+    changed = validate_config(load(TEST_CONFIG))
+    changed["train"]["finetune"]["env_steps"] += 100
+    changed["analysis"]["n_bootstrap"] = 10
+    for method in ("calql", "iql"):
+        a, b = resolve_run_config(base, "pointmaze-tiny", method), resolve_run_config(changed, "pointmaze-tiny", method)
+        assert phase_hash(a, "pretrain") == phase_hash(b, "pretrain")
+        assert phase_hash(a, "finetune") != phase_hash(b, "finetune")
+
+
+# ----------------------------------------------------------------------------- slow
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """The .test config run to the end in a scratch folder; returns (folder, wall seconds)."""
+    workdir = tmp_path_factory.mktemp("wf")
+    (workdir / "config").mkdir()
+    shutil.copy(TEST_CONFIG, workdir / "config" / "config.yaml")
+    start = time.perf_counter()
+    result = snakemake("--directory", str(workdir), "--cores", "2", "all", timeout=1200)
+    wall = time.perf_counter() - start
+    assert result.returncode == 0, result.stdout[-6000:]
+    print(f"\n.test workflow: {wall:.0f} s wall on 2 cores")
+    return workdir, wall
+
+
+def _outputs(workdir: Path) -> list[Path]:
+    config = load(TEST_CONFIG)
+    results = workdir / config["results_dir"]
+    files = [results / "mlflow" / "imported.json", results / "summary" / "scores.csv"]
+    for task in config["tasks"]:
+        files += [results / "datasets" / f"{task}.hdf5", results / "labeled" / f"{task}.hdf5"]
+        for method in config["methods"]:
+            for seed in config["seeds"]:
+                run = results / "runs" / task / method / f"seed{seed}"
+                phases = ["finetune"] if method == "sac" else ["pretrain", "finetune"]
+                files += [run / phase / name for phase in phases for name in ("metrics.csv", "final.pt", "run.json")]
+    return files
+
+
+@pytest.mark.slow
+def test_test_config_runs_end_to_end(finished_run: tuple[Path, float]) -> None:
+    workdir, _ = finished_run
+    missing = [str(p) for p in _outputs(workdir) if not p.is_file()]
+    assert not missing, missing
+    figures = list((workdir / "results" / "figures").glob("*.png"))
+    assert len(figures) >= 4, figures
+
+
+@pytest.mark.slow
+def test_second_run_does_nothing(finished_run: tuple[Path, float]) -> None:
+    workdir, _ = finished_run
+    result = snakemake("--directory", str(workdir), "--cores", "2", "all")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Nothing to be done" in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_editing_unrelated_keys_reruns_only_dependent_jobs(finished_run: tuple[Path, float]) -> None:
+    workdir, _ = finished_run
+    config = load(workdir / "config" / "config.yaml")
+    config["analysis"]["n_bootstrap"] = 100
+    config["tracking"] = {"log_checkpoints": False}
+    edited = workdir / "edited.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    out = dry_run("--directory", str(workdir), "--configfile", str(edited))
+    assert set(job_counts(out)) == {"aggregate", "tables", "figures", "track", "all"}, out[-3000:]
+
+    config["train"]["finetune"]["env_steps"] = 400
+    edited.write_text(yaml.safe_dump(config))
+    counts = job_counts(dry_run("--directory", str(workdir), "--configfile", str(edited)))
+    assert "pretrain" not in counts and "dataset" not in counts and "label" not in counts
+    assert counts["finetune"] == len(config["methods"]) * len(config["seeds"])
+
+
+@pytest.mark.slow
+def test_deleting_one_run_output_recomputes_only_it(finished_run: tuple[Path, float]) -> None:
+    workdir, _ = finished_run
+    run = workdir / "results" / "runs" / "pointmaze-tiny" / "iql" / "seed1"
+    (run / "finetune" / "metrics.csv").unlink()
+    untouched = run / "pretrain" / "final.pt"
+    before = untouched.stat().st_mtime_ns
+    result = snakemake("--directory", str(workdir), "--cores", "2", "all", timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:]
+    counts = job_counts(result.stdout)
+    assert counts["finetune"] == 1 and "pretrain" not in counts and "dataset" not in counts, counts
+    assert set(counts) == {"finetune", "track", "aggregate", "tables", "figures", "all"}, counts
+    assert (run / "finetune" / "metrics.csv").is_file()
+    assert untouched.stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_report_holds_figures_and_tables(finished_run: tuple[Path, float]) -> None:
+    workdir, _ = finished_run
+    report = workdir / "results" / "report.html"
+    result = snakemake("--directory", str(workdir), "--report", str(report), timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    text = report.read_text(errors="replace")
+    for name in ("finetune_curves.png", "calibration.png", "scores.md", "scores.csv"):
+        assert name in text, name

@@ -1,0 +1,93 @@
+# Aggregation, tables and figures: local jobs that read only run files and summary tables.
+# File names come from analysis/outputs.py (no matplotlib import at parse time).
+
+
+rule aggregate:
+    input:
+        records=all_run_records(),
+        metrics=all_metrics(),
+    output:
+        **{Path(name).stem: summary_output(name) for name in SUMMARY_FILES},
+    log:
+        f"{LOGS}/analysis/aggregate.log",
+    message:
+        "Aggregating {params.n_runs} run phases into summary tables"
+    params:
+        config=CONFIG_FILE,
+        key=analysis_key,
+        runs_dir=parent_dir("records", levels=5),
+        out_dir=parent_dir(),
+        n_runs=lambda wildcards, input: len(input.records),
+    conda:
+        "../envs/calql.yaml"
+    threads: threads_of("analysis")
+    resources:
+        **slurm_resources("analysis"),
+    shell:
+        "python -m analysis aggregate --config {params.config} --runs-dir {params.runs_dir}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        **rules.aggregate.output,
+    output:
+        **{
+            f"{name}_md": report(
+                f"{SUMMARY}/tables/{name}.md",
+                caption=f"../report/{name}_table.rst",
+                category="Tables",
+            )
+            for name in TABLE_NAMES
+        },
+        **{f"{name}_tex": f"{SUMMARY}/tables/{name}.tex" for name in TABLE_NAMES},
+    log:
+        f"{LOGS}/analysis/tables.log",
+    message:
+        "Writing result tables (Markdown and LaTeX)"
+    params:
+        config=CONFIG_FILE,
+        key=analysis_key,
+        summary_dir=parent_dir("curves"),
+        out_dir=parent_dir(),
+    conda:
+        "../envs/calql.yaml"
+    threads: threads_of("analysis")
+    resources:
+        **slurm_resources("analysis"),
+    shell:
+        "python -m analysis tables --config {params.config} --summary-dir {params.summary_dir}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        **rules.aggregate.output,
+    output:
+        **{
+            f"{name}_{fmt}": report(
+                f"{RESULTS}/figures/{name}.{fmt}",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+                labels={"figure": name, "format": fmt},
+            )
+            for name in FIGURE_NAMES
+            for fmt in config["analysis"].get("formats", ["png", "pdf"])
+        },
+    log:
+        f"{LOGS}/analysis/figures.log",
+    message:
+        "Drawing figures"
+    params:
+        config=CONFIG_FILE,
+        key=analysis_key,
+        summary_dir=parent_dir("curves"),
+        out_dir=parent_dir(),
+    conda:
+        "../envs/calql.yaml"
+    threads: threads_of("analysis")
+    resources:
+        **slurm_resources("analysis"),
+    shell:
+        "python -m analysis figures --config {params.config} --summary-dir {params.summary_dir}"
+        " --out-dir {params.out_dir} > {log} 2>&1"

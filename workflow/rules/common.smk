@@ -1,0 +1,230 @@
+# Shared helpers: config checks, paths, per-rule resources, rerun keys and the targets of `all`.
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.utils import validate
+
+from analysis.config import AnalysisConfig
+from analysis.outputs import FIGURE_NAMES, SUMMARY_FILES, TABLE_NAMES
+from calql.atomic import write_text
+from calql.config import validate_config
+from calql.errors import CalqlError
+from calql.training.config import phase_hash, resolve_all
+
+# ----------------------------------------------------------------------------- config
+try:
+    # calql's validator first: one line naming the bad key, with suggestions.
+    validate_config(config)
+except CalqlError as exc:
+    raise WorkflowError(str(exc)) from None
+# Snakemake's own check of the same schema (the calql commands validate it again in every job).
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = config["results_dir"].rstrip("/")
+EXPERIMENT = config["experiment"]
+TASKS = list(config["tasks"])
+METHODS = list(config["methods"])
+SEEDS = list(config["seeds"])
+LOGS = f"logs/{EXPERIMENT}"
+#: Methods that pre-train offline; `sac` (SAC from scratch) only fine-tunes.
+PRETRAINED = [m for m in METHODS if m != "sac"]
+
+
+wildcard_constraints:
+    task="|".join(re.escape(t) for t in TASKS),
+    method="|".join(METHODS),
+    seed=r"\d+",
+
+
+def _digest(obj) -> str:
+    """A short stable hash of JSON-able data (used in file names and rerun keys)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: The validated config (with --config overrides and defaults) that every job reads as `--config`.
+#: Its path is fixed per experiment and is not a rule input, so editing a key reruns only the jobs
+#: whose own rerun key (below) changes; it is (re)written when the workflow starts executing.
+CONFIG_FILE = f"{RESULTS}/configs/{EXPERIMENT}.yaml"
+
+
+def write_effective_config() -> None:
+    text = "# Written by the workflow at start: the validated config every job of the run reads.\n"
+    text += yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
+    path = Path(CONFIG_FILE)
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+
+
+onstart:
+    write_effective_config()
+
+
+# Jobs run `python -m calql` with the Python that runs Snakemake (e.g. .venv/bin/python, even when
+# the venv is not activated) or, with --sdm conda, with the rule's conda environment; the
+# repository root is on PYTHONPATH so that the conda environment finds the package too.
+_REPO = Path(workflow.main_snakefile).resolve().parent.parent
+_CONDA = "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")).lower()
+_PATH = "" if _CONDA else f'export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; '
+shell.prefix(
+    f"set -euo pipefail; {_PATH}"
+    # (braces doubled twice: once for this f-string, once for Snakemake's own formatting)
+    f'export PYTHONPATH={shlex.quote(str(_REPO))}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
+)
+
+
+# ----------------------------------------------------------------------------- run configs
+# Resolve every (task, method) run config and the analysis settings now, so that a bad `train`
+# or `analysis` key fails before any job starts (the schema leaves those sections to their stages).
+try:
+    RUN_CONFIGS = resolve_all(config)
+    AnalysisConfig.from_config(config)
+except CalqlError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- rerun keys
+# Each rule's `params: key=` hashes exactly the settings its output depends on. Snakemake reruns
+# a job when that key changes (rerun trigger "params"), and not when an unrelated key changes
+# (e.g. the fine-tuning budget does not touch pre-training; `tracking` and `analysis` touch no run).
+
+
+def data_key(wildcards) -> str:
+    """What the raw dataset depends on: the task's domain, environment and source."""
+    task = config["tasks"][wildcards.task]
+    return _digest({k: task.get(k) for k in ("domain", "env", "source")})
+
+
+def label_key(wildcards) -> str:
+    """What the labels depend on beyond the dataset file: reward transform and discount."""
+    task = config["tasks"][wildcards.task]
+    return _digest({k: task.get(k) for k in ("reward", "gamma", "env")})
+
+
+def train_key(phase: str):
+    """Rerun key of a training phase: the task's environment plus the run config of that phase."""
+
+    def key(wildcards) -> str:
+        task = config["tasks"][wildcards.task]
+        run = RUN_CONFIGS[wildcards.task, wildcards.method]
+        return _digest({"env": task["env"], "domain": task["domain"], "run": phase_hash(run, phase)})
+
+    return key
+
+
+# ----------------------------------------------------------------------------- resources
+#: Used when the config's `resources.default` leaves a key out.
+_BUILTIN_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
+
+
+def rule_resources(name: str) -> dict:
+    """Requests of one rule: built-ins < `resources.default` < `resources.<name>`."""
+    res = config.get("resources", {})
+    return {**_BUILTIN_RESOURCES, **res.get("default", {}), **res.get(name, {})}
+
+
+def threads_of(name: str) -> int:
+    return int(rule_resources(name)["threads"])
+
+
+# torch runs `train.threads` threads in each training job; more than the job asked for would
+# oversubscribe the cores Snakemake (or Slurm) gave it.
+for _name in ("pretrain", "finetune"):
+    if config["train"].get("threads", 1) > threads_of(_name):
+        logger.warning(
+            f"train.threads={config['train']['threads']} exceeds resources.{_name}.threads="
+            f"{threads_of(_name)}: each {_name} job would use more cores than it reserves"
+        )
+
+
+def slurm_resources(name: str) -> dict:
+    """Snakemake `resources:` of one rule (mem_mb, runtime in minutes, gpu[, gpu_model])."""
+    res = rule_resources(name)
+    out = {"mem_mb": res["mem_mb"], "runtime": res["runtime"], "gpu": res["gpu"]}
+    if res.get("gpu") and res.get("gpu_model"):
+        out["gpu_model"] = res["gpu_model"]
+    return out
+
+
+# ----------------------------------------------------------------------------- targets
+def runs(phase: str) -> list[dict]:
+    """Wildcard values of every run of a phase (pretrain skips `sac`)."""
+    methods = PRETRAINED if phase == "pretrain" else METHODS
+    return [dict(task=t, method=m, seed=s) for t in TASKS for m in methods for s in SEEDS]
+
+
+def run_files(pattern: str, phase: str) -> list[str]:
+    return [pattern.format(**run) for run in runs(phase)]
+
+
+def finetune_inputs(wildcards) -> dict:
+    """Labeled dataset for every method; the pre-trained checkpoint except for `sac`."""
+    inputs = {"dataset": rules.label.output.labeled.format(task=wildcards.task)}
+    if wildcards.method != "sac":
+        inputs["init"] = rules.pretrain.output.checkpoint.format(**wildcards)
+    return inputs
+
+
+def all_run_records() -> list[str]:
+    """run.json of every phase of every run: the inputs of tracking and aggregation."""
+    return run_files(rules.pretrain.output.record, "pretrain") + run_files(
+        rules.finetune.output.record, "finetune"
+    )
+
+
+def all_metrics() -> list[str]:
+    return run_files(rules.pretrain.output.metrics, "pretrain") + run_files(
+        rules.finetune.output.metrics, "finetune"
+    )
+
+
+def parent_dir(name: str | None = None, levels: int = 1):
+    """Param function: the folder `levels` up from the named input/output file (default: the
+    first output), so that no param repeats a path prefix of the rule's files."""
+
+    def get(wildcards, input, output) -> str:
+        files = {**dict(input.items()), **dict(output.items())}
+        path = files[name] if name else output[0]
+        path = path[0] if isinstance(path, list) else path
+        return str(Path(path).parents[levels - 1])
+
+    return get
+
+
+# ----------------------------------------------------------------------------- analysis
+SUMMARY = f"{RESULTS}/summary"
+#: Captions (workflow/report/*.rst) of the outputs shown in `snakemake --report`.
+REPORTED_CSV = {"scores.csv": "scores_csv", "missing.csv": "missing_csv"}
+
+
+def summary_output(name: str):
+    """A summary file, wrapped for the report when it has a caption."""
+    path = f"{SUMMARY}/{name}"
+    if name in REPORTED_CSV:
+        return report(path, caption=f"../report/{REPORTED_CSV[name]}.rst", category="Tables")
+    return path
+
+
+def analysis_key(wildcards) -> str:
+    """Rerun key of the analysis rules: the `analysis` section only."""
+    return _digest(config.get("analysis", {}))
+
+
+def all_targets() -> list[str]:
+    """Every output of every run (not only run.json: Snakemake does not rebuild a deleted file
+    whose consumers are up to date unless a target names it), then the summary outputs."""
+    return [
+        *[f for phase in ("pretrain", "finetune") for out in getattr(rules, phase).output
+          for f in run_files(out, phase)],
+        *rules.track.output,
+        *rules.aggregate.output,
+        *rules.tables.output,
+        *rules.figures.output,
+    ]

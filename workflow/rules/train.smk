@@ -1,0 +1,62 @@
+# Training: offline pre-training (not for `sac`), then online fine-tuning, per task x method x seed.
+# Each phase writes metrics.csv, final.pt and run.json (docs/design.md, "Run files"); a killed job
+# resumes from RUN/<phase>/checkpoints/last.pt, which is not an output and so survives a rerun.
+
+RUN = f"{RESULTS}/runs/{{task}}/{{method}}/seed{{seed}}"
+
+
+rule pretrain:
+    input:
+        dataset=rules.label.output.labeled,
+    output:
+        metrics=f"{RUN}/pretrain/metrics.csv",
+        checkpoint=f"{RUN}/pretrain/final.pt",
+        record=f"{RUN}/pretrain/run.json",
+    log:
+        f"{LOGS}/pretrain/{{task}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/pretrain/{{task}}/{{method}}/seed{{seed}}.tsv"
+    message:
+        "Pre-training {wildcards.method} offline on {wildcards.task}, seed {wildcards.seed}"
+    params:
+        config=CONFIG_FILE,
+        key=train_key("pretrain"),
+        run_dir=parent_dir("record", levels=2),
+    conda:
+        "../envs/calql.yaml"
+    threads: threads_of("pretrain")
+    resources:
+        **slurm_resources("pretrain"),
+    shell:
+        "python -m calql pretrain --config {params.config} --task {wildcards.task}"
+        " --method {wildcards.method} --seed {wildcards.seed}"
+        " --dataset {input.dataset} --run-dir {params.run_dir} > {log} 2>&1"
+
+
+rule finetune:
+    input:
+        unpack(finetune_inputs),
+    output:
+        metrics=f"{RUN}/finetune/metrics.csv",
+        checkpoint=f"{RUN}/finetune/final.pt",
+        record=f"{RUN}/finetune/run.json",
+    log:
+        f"{LOGS}/finetune/{{task}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/finetune/{{task}}/{{method}}/seed{{seed}}.tsv"
+    message:
+        "Fine-tuning {wildcards.method} online on {wildcards.task}, seed {wildcards.seed}"
+    params:
+        config=CONFIG_FILE,
+        key=train_key("finetune"),
+        run_dir=parent_dir("record", levels=2),
+        init=lambda wildcards, input: f"--init {input.init}" if "init" in input.keys() else "",
+    conda:
+        "../envs/calql.yaml"
+    threads: threads_of("finetune")
+    resources:
+        **slurm_resources("finetune"),
+    shell:
+        "python -m calql finetune --config {params.config} --task {wildcards.task}"
+        " --method {wildcards.method} --seed {wildcards.seed}"
+        " --dataset {input.dataset} {params.init} --run-dir {params.run_dir} > {log} 2>&1"
