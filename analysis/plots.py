@@ -117,7 +117,12 @@ def plot_finetune_curves(tables: Tables, settings: AnalysisConfig) -> Figure:
             if band.empty:
                 continue
             ax.plot(band["env_steps"], band["mean"], color=color)
-            ax.fill_between(band["env_steps"], band["low"], band["high"], color=color, alpha=0.2, lw=0)
+            # A t-interval over 3 seeds can reach past any score a run can have (e.g. 190 for a
+            # success rate): draw it within the range of scores observed on this task.
+            observed = finetune.loc[finetune["task"] == task, "score"]
+            low = band["low"].clip(lower=observed.min())
+            high = band["high"].clip(upper=observed.max())
+            ax.fill_between(band["env_steps"], low, high, color=color, alpha=0.2, lw=0)
             offline = tables.scores.loc[
                 (tables.scores["task"] == task) & (tables.scores["method"] == method), "offline_score"
             ].dropna()

@@ -142,7 +142,9 @@ def test_cli_sigterm_checkpoints_mid_burst_and_resumes_exactly(tmp_path: Path, l
     from calql.training.finetune import run_finetune
 
     train = copy.deepcopy(TINY_TRAIN)
-    train["finetune"].update(env_steps=600, checkpoint_every_env_steps=100000, checkpoint_minutes=1000.0)
+    # 3000 env steps (several seconds) so that SIGTERM, sent 1.5 s after the first evaluation,
+    # lands mid-run even on a fast, idle machine.
+    train["finetune"].update(env_steps=3000, checkpoint_every_env_steps=100000, checkpoint_minutes=1000.0)
     cfg_path = make_config(tmp_path, train)
     run_dir = tmp_path / "termed"
     cmd = [sys.executable, "-m", "calql.cli", "finetune", "--config", str(cfg_path), "--task", "umaze",
@@ -159,7 +161,7 @@ def test_cli_sigterm_checkpoints_mid_burst_and_resumes_exactly(tmp_path: Path, l
         pytest.skip("the run finished before SIGTERM arrived (machine too fast for this budget)")
     assert proc.returncode == 2 and "SIGTERM" in err and "rerun the same command" in err
     counters = load_checkpoint(run_dir / "finetune/checkpoints/last.pt")["counters"]
-    assert 0 < counters["env_steps"] <= 600 and not (run_dir / "finetune/final.pt").exists()
+    assert 0 < counters["env_steps"] <= 3000 and not (run_dir / "finetune/final.pt").exists()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     ref = run_finetune(load_config(cfg_path), "umaze", "sac", 2, labeled_dataset, tmp_path / "ref", progress=False)

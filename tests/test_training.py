@@ -244,6 +244,10 @@ def test_pretrain_learns_and_writes_outputs(tmp_path: Path, labeled_dataset: Pat
 
     train = copy.deepcopy(TINY_TRAIN)
     train["pretrain"].update(steps=300, eval_every=150, checkpoint_every=1000)
+    # The loss-decrease check uses the paper's target rate: with the PointMaze preset's faster
+    # one (0.05) the targets move toward returns of about -400 within these 300 steps, so the
+    # Bellman error first grows with the values before it falls.
+    train["overrides"] = {method: {"tau": 5e-3}}
     cfg = load_config(make_config(tmp_path, train))
     out = run_pretrain(cfg, "umaze", method, 0, labeled_dataset, tmp_path / "run", progress=False)
     rows = read_metrics(out / "metrics.csv")
