@@ -108,6 +108,7 @@ class TaskSpec:
     obs_keys: tuple[str, ...] | None = None
     eval_reset: dict[str, list[int]] | None = None
     reward: RewardSpec = field(default_factory=RewardSpec)
+    preprocess: dict[str, bool] = field(default_factory=dict)
     gamma: float = 0.99
     preset: str | None = None
     ref_min: float | None = None
@@ -127,6 +128,7 @@ class TaskSpec:
             eval_reset=dict(env["eval_reset"]) if env.get("eval_reset") else None,
             source=dict(task["source"]),
             reward=RewardSpec(**task.get("reward", {})),
+            preprocess=dict(task.get("preprocess", {})),
             gamma=float(task.get("gamma", 0.99)),
             preset=task.get("preset"),
             ref_min=score.get("ref_min"),

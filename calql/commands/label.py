@@ -10,6 +10,7 @@ from pathlib import Path
 from calql.commands.common import add_config_args, load_task
 from calql.data.format import load_dataset, save_dataset
 from calql.data.label import label_dataset
+from calql.data.preprocess import preprocess_dataset
 from calql.envs.make import env_layout
 from calql.envs.layout import check_layout
 
@@ -25,7 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "as the official Cal-QL code: trajectories split at terminals, timeouts and "
             "discontinuities (next_obs[t] != obs[t+1]); with reward.sparse a trajectory that "
             "never succeeds gets r_neg / (1 - gamma) everywhere; reward.infinite_horizon adds "
-            "the Kitchen tail. Also checks that the dataset's observation layout matches the "
+            "the Kitchen tail. The task's `preprocess` switches (official Adroit-binary filters: "
+            "drop failed trajectories, truncate after the last success, successes as terminals) "
+            "are applied first. Also checks that the dataset's observation layout matches the "
             "task's environment. Writes the dataset plus 'mc_returns' and 'train_rewards'."
         ),
         epilog="example: calql label --config config/config.yaml --task pointmaze-umaze "
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset)
     if not args.skip_env_check:
         check_layout(dataset.meta.get("obs_layout"), env_layout(task), what=f"environment {task.env_id}")
-    labeled = label_dataset(dataset, task, progress=not args.quiet)
+    labeled = label_dataset(preprocess_dataset(dataset, task), task, progress=not args.quiet)
     labeled.meta["task_config"] = config["tasks"][task.name]
     save_dataset(labeled, args.out)
     log.info("wrote %s (%.1f s)", args.out, time.perf_counter() - t0)

@@ -103,9 +103,9 @@ def data_key(wildcards) -> str:
 
 
 def label_key(wildcards) -> str:
-    """What the labels depend on beyond the dataset file: reward transform and discount."""
+    """What the labels depend on beyond the dataset file: reward transform, discount, preprocessing."""
     task = config["tasks"][wildcards.task]
-    return _digest({k: task.get(k) for k in ("reward", "gamma", "env")})
+    return _digest({k: task.get(k) for k in ("reward", "gamma", "env", "preprocess")})
 
 
 def train_key(phase: str):
