@@ -213,18 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from calql.cli import setup_logging
+    from calql.cli import run_parsed
 
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
-    try:
-        return int(args.func(args) or 0)
-    except CalqlError as exc:
-        log.error("%s", exc)
-        return 2
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
+    return run_parsed(build_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

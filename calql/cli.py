@@ -63,7 +63,11 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    return run_parsed(build_parser(), argv)
+
+
+def run_parsed(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse ``argv``, set up logging and run ``args.func``: shared by ``calql`` and ``analysis``."""
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
     try:
