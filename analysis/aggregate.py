@@ -17,12 +17,12 @@ from analysis.runs import (
     RunKey,
     discover_runs,
     existing_runs,
-    expected_phases,
     expected_runs,
     load_runs,
     problems_frame,
 )
 from calql.errors import CalqlError
+from calql.training.config import run_phases
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def scores_table(loaded: LoadedRuns, early_fraction: float) -> pd.DataFrame:
     """One row per expected run; ``status`` is complete / partial / missing, numbers NaN where absent."""
     rows = []
     for key in loaded.keys:
-        needed = expected_phases(key.method)
+        needed = run_phases(key.method)
         have = {p: loaded.phases.get((key, p)) for p in needed}
         n_have = sum(frame is not None for frame in have.values())
         status = "complete" if n_have == len(needed) else ("partial" if n_have else "missing")

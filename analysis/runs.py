@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from calql.training.config import run_phases
+
 log = logging.getLogger(__name__)
 
-PHASES = ("pretrain", "finetune")
-#: Methods trained online only (no offline pre-training, no pretrain folder).
-ONLINE_ONLY_METHODS = frozenset({"sac"})
 #: Columns without which a metrics file cannot be analysed.
 REQUIRED_COLUMNS = ("grad_step", "env_steps", "score")
 #: Columns the analysis uses when present (NaN otherwise, with a warning).
@@ -32,10 +31,6 @@ OPTIONAL_COLUMNS = ("success_rate", "return_mean", "q_policy", "mc_return", "q_d
 MAX_LOGGED_PROBLEMS = 30
 _SEED_DIR = re.compile(r"^seed(\d+)$")
 
-
-def expected_phases(method: str) -> tuple[str, ...]:
-    """Phases a run of ``method`` must have: SAC from scratch has no pre-training."""
-    return ("finetune",) if method in ONLINE_ONLY_METHODS else PHASES
 
 
 @dataclass(frozen=True)
@@ -166,7 +161,7 @@ def load_runs(runs_dir: Path, keys: Iterable[RunKey], include_incomplete: bool =
     phases: dict[tuple[RunKey, str], pd.DataFrame] = {}
     problems: list[PhaseProblem] = []
     for key in tqdm(keys, desc="loading runs", unit="run", disable=len(keys) < 50):
-        for phase in expected_phases(key.method):
+        for phase in run_phases(key.method):
             phase_dir = key.dir(runs_dir) / phase
             metrics_path = phase_dir / "metrics.csv"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.runs import expected_phases
+from calql.training.config import run_phases
 
 
 def write_phase(
@@ -82,7 +82,7 @@ def write_study(
             start = max(0.0, base.get(method, 40.0) - 10.0 * t)
             for seed in seeds:
                 noise = lambda k: rng.normal(0.0, 3.0, size=k)  # noqa: E731
-                if "pretrain" in expected_phases(method):
+                if "pretrain" in run_phases(method):
                     grad = np.linspace(0, pretrain_steps, 5)
                     pre = np.clip(np.linspace(0.0, start, 5) + noise(5), 0, 100)
                     write_phase(

@@ -18,6 +18,7 @@ from typing import Any
 
 from calql.errors import CalqlError
 from calql.tracking.metrics import read_metrics
+from calql.training.config import PHASES
 from calql.tracking.store import (
     TAG_KEY,
     TAG_SIGNATURE,
@@ -33,7 +34,6 @@ from calql.tracking.store import (
 
 log = logging.getLogger(__name__)
 
-PHASES = ("pretrain", "finetune")
 #: MLflow's per-call limit of metrics in log_batch.
 _BATCH = 1000
 

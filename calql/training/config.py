@@ -27,6 +27,15 @@ from calql.training.presets import BASE_TRAIN, get_preset
 METHODS = ("calql", "cql", "iql", "sac")
 #: Methods that have an offline pre-training phase.
 OFFLINE_METHODS = ("calql", "cql", "iql")
+#: Methods trained online only: no pre-training phase and no offline data (SAC from scratch).
+ONLINE_ONLY_METHODS = tuple(m for m in METHODS if m not in OFFLINE_METHODS)
+#: The phases of a run, in order; each has its own folder RUN/<phase>/.
+PHASES = ("pretrain", "finetune")
+
+
+def run_phases(method: str) -> tuple[str, ...]:
+    """Phases a run of ``method`` has (methods this package does not know are assumed to pre-train)."""
+    return ("finetune",) if method in ONLINE_ONLY_METHODS else PHASES
 SCORE_MODES = ("return", "success", "last_reward")
 #: Keys of a method's override block that are not agent hyperparameters.
 _REWARD_KEY = "reward"

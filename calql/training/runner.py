@@ -33,7 +33,6 @@ from calql.training.config import phase_hash
 
 log = logging.getLogger(__name__)
 
-PHASES = ("pretrain", "finetune")
 
 
 class StopRequested(Exception):

@@ -16,7 +16,7 @@ from analysis.outputs import FIGURE_NAMES, SUMMARY_FILES, TABLE_NAMES
 from calql.atomic import write_text
 from calql.config import validate_config
 from calql.errors import CalqlError
-from calql.training.config import phase_hash, resolve_all
+from calql.training.config import ONLINE_ONLY_METHODS, phase_hash, resolve_all
 
 # ----------------------------------------------------------------------------- config
 try:
@@ -34,7 +34,7 @@ METHODS = list(config["methods"])
 SEEDS = list(config["seeds"])
 LOGS = f"logs/{EXPERIMENT}"
 #: Methods that pre-train offline; `sac` (SAC from scratch) only fine-tunes.
-PRETRAINED = [m for m in METHODS if m != "sac"]
+PRETRAINED = [m for m in METHODS if m not in ONLINE_ONLY_METHODS]
 
 
 wildcard_constraints:
