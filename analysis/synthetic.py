@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.runs import RunKey
 from calql.training.config import run_phases
 
 
@@ -52,7 +53,7 @@ def write_phase(
             "wall_time_s": np.arange(n, dtype=float),
         }
     )
-    folder = Path(runs_dir) / task / method / f"seed{seed}" / phase
+    folder = RunKey(task, method, seed).dir(Path(runs_dir)) / phase
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_csv(folder / "metrics.csv", index=False)
     if status is not None:
