@@ -46,6 +46,7 @@ SCORE_COLUMNS = [
     "seed",
     "status",
     "offline_score",
+    "offline_q_gap",
     "start_score",
     "final_score",
     "improvement",

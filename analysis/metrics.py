@@ -1,4 +1,5 @@
-"""Per-run fine-tuning metrics: offline score, final score, cumulative regret, unlearning dip.
+"""Per-run fine-tuning metrics: offline score, final score, cumulative regret, unlearning dip,
+and the calibration gap of the pre-trained critic.
 
 All take one phase's metrics table (one row per evaluation, sorted by ``env_steps``) with the
 normalized ``score`` in 0-100.
@@ -82,15 +83,32 @@ def unlearning_dip(finetune: pd.DataFrame, early_fraction: float = 0.25) -> floa
     return max(0.0, start - min(lowest, start))
 
 
+def calibration_gap(pretrain: pd.DataFrame) -> float:
+    """``Q(s, pi(s)) - G(s)`` at the end of pre-training, on the run's fixed dataset states.
+
+    ``q_policy`` is the critic's value of the policy's own action and ``mc_return`` the
+    Monte-Carlo return of the data from the same states (both means over the run's calibration
+    states, in training-reward units). The paper's calibration claim in one number: CQL's values
+    fall below the return of the data (gap < 0, over-conservative), while Cal-QL's are bounded
+    below by it (gap >= 0 up to the data's imperfection). NaN if the phase logged no calibration.
+    """
+    if "q_policy" not in pretrain or "mc_return" not in pretrain:
+        return float("nan")
+    last = pretrain.iloc[-1]
+    return float(last["q_policy"] - last["mc_return"])
+
+
 def run_scores(
     pretrain: pd.DataFrame | None, finetune: pd.DataFrame | None, early_fraction: float = 0.25
 ) -> dict[str, float]:
     """Every per-run number of scores.csv; NaN for what a missing phase cannot give."""
     nan = float("nan")
     offline = last_score(pretrain) if pretrain is not None else nan
+    gap = calibration_gap(pretrain) if pretrain is not None else nan
     if finetune is None:
         return {
             "offline_score": offline,
+            "offline_q_gap": gap,
             "start_score": nan,
             "final_score": nan,
             "improvement": nan,
@@ -102,6 +120,7 @@ def run_scores(
     final = last_score(finetune)
     return {
         "offline_score": offline,
+        "offline_q_gap": gap,
         "start_score": start_score(finetune),
         "final_score": final,
         "improvement": final - offline,

@@ -7,4 +7,4 @@ SUMMARY_FILES = ("curves.csv", "scores.csv", "missing.csv", "per_task.csv", "agg
 #: Figures of ``python -m analysis figures`` (file stems; one file per configured format).
 FIGURE_NAMES = ("finetune_curves", "regret_and_final", "calibration", "iqm_aggregate")
 #: Tables of ``python -m analysis tables`` (file stems; each as .md and .tex).
-TABLE_NAMES = ("scores", "offline", "regret", "dip")
+TABLE_NAMES = ("scores", "offline", "regret", "dip", "calibration")

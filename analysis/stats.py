@@ -19,9 +19,11 @@ from scipy import stats as sps
 
 log = logging.getLogger(__name__)
 
-#: Per-run numbers of scores.csv that are summarised, and whether higher is better.
-METRICS: dict[str, bool] = {
+#: Per-run numbers of scores.csv that are summarised, and whether higher is better (None: neither;
+#: the calibration gap is read by its sign, not ranked).
+METRICS: dict[str, bool | None] = {
     "offline_score": True,
+    "offline_q_gap": None,
     "final_score": True,
     "improvement": True,
     "cumulative_regret": False,

@@ -32,7 +32,22 @@ TABLES = (
     TableSpec("offline", "offline_score", "Normalized score after offline pre-training", 1),
     TableSpec("regret", "cumulative_regret", "Cumulative regret during fine-tuning (evaluation-based)", 3),
     TableSpec("dip", "unlearning_dip", "Unlearning dip at the start of fine-tuning (score points)", 1),
+    TableSpec(
+        "calibration",
+        "offline_q_gap",
+        "Calibration after pre-training: Q(s, pi(s)) minus the Monte-Carlo return of the data on fixed "
+        "dataset states (training-reward units; below 0 = under-estimation)",
+        1,
+    ),
 )
+
+
+def _ranking(metric: str) -> str:
+    """The caption's ranking clause: which direction is better, or that the metric is not ranked."""
+    higher = METRICS[metric]
+    if higher is None:
+        return "not ranked"
+    return f"best per row in bold ({'higher' if higher else 'lower'} is better)"
 
 
 @dataclass
@@ -51,6 +66,8 @@ def _cells(
     methods = order_methods(rows["method"].unique())
     cells = {(r.task, r.method): Cell(float(r.mean), float(r.se), int(r.n_seeds)) for r in rows.itertuples()}
     higher = METRICS[spec.metric]
+    if higher is None:
+        return tasks, methods, cells
     for task in tasks:
         present = [
             cells[(task, m)] for m in methods if (task, m) in cells and math.isfinite(cells[(task, m)].mean)
@@ -87,7 +104,7 @@ def _iqm_row(aggregate: pd.DataFrame | None, spec: TableSpec, methods: list[str]
         n_tasks = int(getattr(r, "n_tasks", most))
         note = f" ({n_tasks} of {most} tasks)" if n_tasks != most else ""
         out[r.method] = IqmCell(float(r.value), float(r.ci_low), float(r.ci_high), note)
-    if len(out) >= 2:
+    if len(out) >= 2 and METRICS[spec.metric] is not None:
         rounded = {m: round(c.value, spec.decimals) for m, c in out.items()}
         best = max(rounded.values()) if METRICS[spec.metric] else min(rounded.values())
         for m, c in out.items():
@@ -114,9 +131,8 @@ def markdown_table(
     if not cells:  # e.g. the offline table of a study with only SAC from scratch
         return f"**{spec.title}.** No run has this number.\n"
     most, note = _seed_note(cells)
-    better = "higher" if METRICS[spec.metric] else "lower"
     lines = [
-        f"**{spec.title}.** Mean ± standard error over seeds ({note}); best per row in bold ({better} is better).",
+        f"**{spec.title}.** Mean ± standard error over seeds ({note}); {_ranking(spec.metric)}.",
         "",
         "| task | " + " | ".join(method_label(m) for m in methods) + " |",
         "|---|" + "---:|" * len(methods),
@@ -162,12 +178,11 @@ def latex_table(
     if not cells:
         return f"% {spec.title}: no run has this number.\n"
     most, note = _seed_note(cells)
-    better = "higher" if METRICS[spec.metric] else "lower"
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         rf"\caption{{{_tex_escape(spec.title)}. Mean $\pm$ standard error over seeds ({note}); "
-        rf"best per row in bold ({better} is better).}}",
+        rf"{_ranking(spec.metric)}.}}",
         rf"\label{{tab:{spec.name}}}",
         r"\begin{tabular}{l" + "r" * len(methods) + "}",
         r"\toprule",

@@ -8,7 +8,14 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.metrics import cumulative_regret, early_window, run_scores, start_score, unlearning_dip
+from analysis.metrics import (
+    calibration_gap,
+    cumulative_regret,
+    early_window,
+    run_scores,
+    start_score,
+    unlearning_dip,
+)
 
 
 def finetune(env_steps: list[int], scores: list[float]) -> pd.DataFrame:
@@ -65,3 +72,12 @@ def test_run_scores_offline_nan_without_pretrain() -> None:
     assert math.isnan(scratch["offline_score"]) and scratch["final_score"] == 70.0
     only_pre = run_scores(pre, None)
     assert only_pre["offline_score"] == 45.0 and math.isnan(only_pre["cumulative_regret"])
+
+
+def test_calibration_gap_is_last_q_policy_minus_mc_return() -> None:
+    # last pre-training evaluation: Q(s, pi(s)) = -571, data return -442 -> gap -129 (under-estimation)
+    pre = pd.DataFrame({"score": [0.0, 40.0], "q_policy": [-10.0, -571.0], "mc_return": [-442.0, -442.0]})
+    assert calibration_gap(pre) == pytest.approx(-129.0)
+    assert run_scores(pre, None)["offline_q_gap"] == pytest.approx(-129.0)
+    assert math.isnan(calibration_gap(pd.DataFrame({"score": [1.0]})))  # no diagnostic logged
+    assert math.isnan(run_scores(None, finetune([0, 10], [0.0, 0.0]))["offline_q_gap"])

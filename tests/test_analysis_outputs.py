@@ -15,6 +15,7 @@ from analysis.cli import main
 from analysis.palette import FALLBACK_COLORS, METHOD_COLORS, method_color, order_methods
 from analysis.plots import FIGURES
 from analysis.synthetic import write_study
+from analysis.stats import METRICS
 from analysis.tables import TABLES, TableSpec, latex_table, markdown_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -66,7 +67,9 @@ def test_tables_written_with_bold_best(results: Path) -> None:
         md = (results / "summary" / "tables" / f"{spec.name}.md").read_text()
         tex = (results / "summary" / "tables" / f"{spec.name}.tex").read_text()
         assert "3 seeds per cell" in md and "3 seeds per cell" in tex
-        assert "IQM [95% CI]" in md and r"\textbf{" in tex and r"\toprule" in tex
+        assert "IQM [95% CI]" in md and r"\toprule" in tex
+        ranked = METRICS[spec.metric] is not None
+        assert (r"\textbf{" in tex) == ranked and ("not ranked" in md) == (not ranked)
 
 
 def test_stats_are_reproducible(results: Path, tmp_path: Path) -> None:
@@ -107,6 +110,15 @@ def test_bold_is_best_per_row_higher_or_lower() -> None:
     assert "**80.0 ± 2.0**" in lines["t_1"] and "**10.0 ± 1.0**" in lines["t_2"]
     tex = latex_table(per_task(rows, "cumulative_regret"), TableSpec("r", "cumulative_regret", "Regret", 1))
     assert r"t\_1 & 90.0 $\pm$ 1.0 & \textbf{80.0} $\pm$ 2.0 \\" in tex
+
+
+def test_unranked_metric_has_no_bold() -> None:
+    rows = [("t", "calql", 120.0, 5.0, 3), ("t", "cql", -130.0, 4.0, 3)]
+    spec = TableSpec("c", "offline_q_gap", "Gap", 1)
+    md = markdown_table(per_task(rows, "offline_q_gap"), spec)
+    assert "**" not in md.split("\n", 1)[1] and "not ranked" in md
+    assert "| t | 120.0 ± 5.0 | -130.0 ± 4.0 |" in md
+    assert r"\textbf" not in latex_table(per_task(rows, "offline_q_gap"), spec)
 
 
 def test_ties_are_all_bold() -> None:
