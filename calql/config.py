@@ -65,18 +65,31 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate an experiment config file."""
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a config file without validating it (the workflow merges overrides first).
+
+    A YAML syntax error names the file, line and column (1-based), which Snakemake's own loader
+    does not.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        with path.open(encoding="utf-8") as fh:
+            config = yaml.safe_load(fh) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = " ".join(filter(None, (getattr(exc, "context", None), getattr(exc, "problem", None))))
+        raise ConfigError(f"{where}: not valid YAML: {problem or exc}") from exc
     if not isinstance(config, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
-    return validate_config(config)
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate an experiment config file."""
+    return validate_config(read_config_file(path))
 
 
 @dataclass(frozen=True)

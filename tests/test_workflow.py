@@ -107,6 +107,46 @@ def test_paper_config_dry_runs_without_data(tmp_path: Path) -> None:
     assert job_counts(out) == Counter({**expected_counts(config), "all": 1})
 
 
+def test_given_configfile_replaces_the_default(tmp_path: Path) -> None:
+    """Issue 12.1: the README's paper command in a folder that also has the default config plans
+    exactly the paper's tasks with the paper's budgets (Snakemake used to merge the given file
+    into config/config.yaml: an 11th task and a 6,000-step AntMaze pre-training)."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    out = dry_run("--configfile", str(REPO / "config" / "paper.yaml"), "--directory", str(tmp_path), "all")
+    readme = re.search(r"(\d+) tasks, (\d+) pre-training and (\d+) fine-tuning jobs", (REPO / "README.md").read_text())
+    assert readme, "README no longer states the paper's job counts"
+    n_tasks, n_pretrain, n_finetune = map(int, readme.groups())
+    counts = job_counts(out)
+    assert (counts["dataset"], counts["pretrain"], counts["finetune"]) == (n_tasks, n_pretrain, n_finetune), counts
+    assert "pointmaze" not in out
+    budgets = dict(re.findall(r"budget of (\S+): calql, cql, iql: pretrain ([\d,]+) gradient steps", out))
+    assert budgets["antmaze-large-diverse"] == "1,000,000", budgets
+    assert len(budgets) == n_tasks
+
+
+def test_config_overrides_apply_to_the_default(tmp_path: Path) -> None:
+    """Without --configfile the default config is used, and --config still changes it."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(TEST_CONFIG, tmp_path / "config" / "config.yaml")
+    out = dry_run("all", "--directory", str(tmp_path), "--config", "results_dir=elsewhere")
+    assert job_counts(out) == Counter({**expected_counts(load(TEST_CONFIG)), "all": 1})
+    assert "--run-dir elsewhere/runs/" in out and " results/" not in out
+
+
+def test_yaml_error_names_file_line_and_column(tmp_path: Path) -> None:
+    """Issue 12.7: a syntax error in the config says where it is (Snakemake's loader did not)."""
+    (tmp_path / "config").mkdir()
+    lines = TEST_CONFIG.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("seeds:"))
+    lines[row] = "seeds: [0, 1"  # unclosed flow sequence: the parser fails on the next line
+    (tmp_path / "config" / "config.yaml").write_text("\n".join(lines) + "\n")
+    result = snakemake("--dry-run", "--cores", "1", "--directory", str(tmp_path))
+    assert result.returncode != 0
+    assert re.search(rf"config/config.yaml, line {row + 2}, column \d+: not valid YAML", result.stdout), \
+        result.stdout[-2000:]
+
+
 def test_test_config_dry_run() -> None:
     config = load(TEST_CONFIG)
     out = dry_run("--directory", str(REPO / ".test"))
@@ -231,6 +271,15 @@ def test_editing_unrelated_keys_reruns_only_dependent_jobs(finished_run: tuple[P
     counts = job_counts(dry_run("--directory", str(workdir), "--configfile", str(edited)))
     assert "pretrain" not in counts and "dataset" not in counts and "label" not in counts
     assert counts["finetune"] == len(config["methods"]) * len(config["seeds"])
+
+
+@pytest.mark.slow
+def test_renaming_the_experiment_reruns_no_training(finished_run: tuple[Path, float]) -> None:
+    """Issue 12.6: the job config's path (named after `experiment`) is no rerun key; only the
+    MLflow import, which files the runs under the experiment's name, runs again."""
+    workdir, _ = finished_run
+    out = dry_run("--directory", str(workdir), "--config", "experiment=try2")
+    assert set(job_counts(out)) == {"track", "all"}, out[-3000:]
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ rule aggregate:
     message:
         "Aggregating {params.n_runs} run phases into summary tables"
     params:
-        config=CONFIG_FILE,
+        config=job_config,
         key=analysis_key,
         runs_dir=parent_dir("records", levels=5),
         out_dir=parent_dir(),
@@ -46,7 +46,7 @@ rule tables:
     message:
         "Writing result tables (Markdown and LaTeX)"
     params:
-        config=CONFIG_FILE,
+        config=job_config,
         key=analysis_key,
         summary_dir=parent_dir("curves"),
         out_dir=parent_dir(),
@@ -79,7 +79,7 @@ rule figures:
     message:
         "Drawing figures"
     params:
-        config=CONFIG_FILE,
+        config=job_config,
         key=analysis_key,
         summary_dir=parent_dir("curves"),
         out_dir=parent_dir(),

@@ -55,6 +55,16 @@ def _digest(obj) -> str:
 CONFIG_FILE = f"{RESULTS}/configs/{EXPERIMENT}.yaml"
 
 
+def job_config(wildcards, output) -> str:
+    """Param function: the path of the job config (CONFIG_FILE).
+
+    Its name follows `experiment`, which no run's numbers depend on. Taking `output` makes it a
+    param "derived from the rule's files", which Snakemake leaves out of its rerun check, so
+    renaming the experiment reruns no job; what a job's output depends on is in its `key` param.
+    """
+    return CONFIG_FILE
+
+
 def write_effective_config() -> None:
     text = "# Written by the workflow at start: the validated config every job of the run reads.\n"
     text += yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
@@ -88,6 +98,23 @@ try:
     AnalysisConfig.from_config(config)
 except CalqlError as exc:
     raise WorkflowError(str(exc)) from None
+
+
+def log_budgets() -> None:
+    """One line per task with the resolved training budgets, so `snakemake -n` shows what the
+    effective config (presets, overrides and all) will run."""
+    for task in TASKS:
+        groups: dict[str, list[str]] = {}
+        for method in METHODS:
+            run = RUN_CONFIGS[task, method]
+            text = f"finetune {run['finetune']['env_steps']:,} env steps"
+            if method in PRETRAINED:
+                text = f"pretrain {run['pretrain']['steps']:,} gradient steps, {text}"
+            groups.setdefault(text, []).append(method)
+        logger.info(f"budget of {task}: " + "; ".join(f"{', '.join(m)}: {t}" for t, m in groups.items()))
+
+
+log_budgets()
 
 
 # ----------------------------------------------------------------------------- rerun keys

@@ -11,7 +11,7 @@ rule dataset:
     message:
         "Fetching or generating the offline dataset of task {wildcards.task}"
     params:
-        config=CONFIG_FILE,
+        config=job_config,
         key=data_key,
     conda:
         "../envs/calql.yaml"
@@ -35,7 +35,7 @@ rule label:
     message:
         "Labeling Monte-Carlo returns of task {wildcards.task}"
     params:
-        config=CONFIG_FILE,
+        config=job_config,
         key=label_key,
     conda:
         "../envs/calql.yaml"

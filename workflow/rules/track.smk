@@ -12,10 +12,11 @@ rule track:
     message:
         "Importing {params.n_runs} run phases into MLflow"
     params:
-        config=CONFIG_FILE,
+        config=job_config,
         runs_dir=parent_dir("records", levels=5),
         n_runs=lambda wildcards, input: len(input.records),
-        tracking=json.dumps(config.get("tracking", {}), sort_keys=True),
+        # rerun key: the tracking settings and the MLflow experiment the runs are filed under
+        key=json.dumps({**config.get("tracking", {}), "experiment": EXPERIMENT}, sort_keys=True),
     conda:
         "../envs/calql.yaml"
     threads: threads_of("track")

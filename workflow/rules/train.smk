@@ -19,7 +19,7 @@ rule pretrain:
     message:
         "Pre-training {wildcards.method} offline on {wildcards.task}, seed {wildcards.seed}"
     params:
-        config=CONFIG_FILE,
+        config=job_config,
         key=train_key("pretrain"),
         run_dir=parent_dir("record", levels=2),
     conda:
@@ -47,7 +47,7 @@ rule finetune:
     message:
         "Fine-tuning {wildcards.method} online on {wildcards.task}, seed {wildcards.seed}"
     params:
-        config=CONFIG_FILE,
+        config=job_config,
         key=train_key("finetune"),
         run_dir=parent_dir("record", levels=2),
         init=lambda wildcards, input: f"--init {input.init}" if "init" in input.keys() else "",
