@@ -18,6 +18,7 @@ from calql.errors import CalqlError
 COMMANDS: dict[str, str] = {
     "dataset": "dataset",
     "label": "label",
+    "conventions": "conventions",
     "pretrain": "pretrain",
     "finetune": "finetune",
     "track": "track",

@@ -12,8 +12,8 @@ from calql.errors import DatasetError
 ADROIT = RewardSpec(scale=10.0, bias=5.0, sparse=True, negative_reward=-1.0)
 
 
-def task(**preprocess) -> TaskSpec:
-    return TaskSpec(name="pen", domain="adroit", env_id="AdroitHandPen-v1", source={"kind": "file"},
+def task(domain: str = "adroit", **preprocess) -> TaskSpec:
+    return TaskSpec(name="pen", domain=domain, env_id="AdroitHandPen-v1", source={"kind": "file"},
                     reward=ADROIT, preprocess=preprocess)
 
 
@@ -45,14 +45,47 @@ def test_official_adroit_filters():
     assert labeled.meta["labeling"]["stats"]["n_successful"] == 3
 
 
-def test_switches_are_independent_and_off_by_default():
+def test_adroit_domain_applies_the_official_filters_without_switches():
+    explicit = preprocess_dataset(three_trajectories(), task(drop_failed_trajectories=True,
+                                                             truncate_after_last_success=True,
+                                                             success_is_terminal=True))
+    default = preprocess_dataset(three_trajectories(), task())
+    for key, arr in explicit.arrays().items():
+        np.testing.assert_array_equal(getattr(default, key), arr, err_msg=key)
+    switches = default.meta["preprocess"]["switches"]
+    assert switches["drop_failed_trajectories"]["origin"].startswith("official adroit convention")
+    assert explicit.meta["preprocess"]["switches"]["drop_failed_trajectories"]["origin"] == \
+        "tasks.pen.preprocess.drop_failed_trajectories"
+    assert default.meta["preprocess"]["conversions"] == [
+        "3 non-terminal success steps marked terminal", "1 trajectories without success dropped",
+        "1 trajectories cut after their last success"]
+
+
+def test_switches_are_independent_where_the_domain_has_no_official_convention():
     ds = three_trajectories()
-    assert preprocess_dataset(ds, task()) is ds
-    only_drop = preprocess_dataset(ds, task(drop_failed_trajectories=True))
-    assert only_drop.size == 7 and not only_drop.terminals.any()
-    only_truncate = preprocess_dataset(ds, task(truncate_after_last_success=True))
-    assert only_truncate.size == 9  # A kept (no success to cut after), B cut by one step
-    assert only_truncate.timeouts[6]  # B's new last step ends its trajectory
+    only_terminal = preprocess_dataset(ds, task("custom", success_is_terminal=True))
+    assert only_terminal.size == 10
+    np.testing.assert_array_equal(np.flatnonzero(only_terminal.terminals), [4, 6, 9])
+    with_drop = preprocess_dataset(ds, task("custom", drop_failed_trajectories=True, success_is_terminal=True))
+    assert with_drop.size == 7
+    with_truncate = preprocess_dataset(ds, task("custom", truncate_after_last_success=True,
+                                                success_is_terminal=True))
+    assert with_truncate.size == 9  # A kept (no success to cut after), B cut by one step
+    assert with_truncate.terminals[6] and not with_truncate.timeouts[6]  # B's new last step: its success
+
+
+def test_nonterminal_successes_are_refused_without_the_switch():
+    # drop/truncate alone leave success steps that are not terminals: never labeled silently
+    for switches in ({}, {"drop_failed_trajectories": True}, {"truncate_after_last_success": True}):
+        with pytest.raises(DatasetError, match=r"task 'pen' \(domain custom\): the data have 3 success "
+                                               r"steps .* not terminals.*preprocess.success_is_terminal: true"):
+            preprocess_dataset(three_trajectories(), task("custom", **switches))
+
+
+def test_data_already_in_the_official_convention_pass_unchanged():
+    ds = three_trajectories()
+    ds.terminals = ds.rewards == 0
+    assert preprocess_dataset(ds, task("custom")) is ds
 
 
 def test_dropping_everything_is_an_error():
@@ -60,4 +93,4 @@ def test_dropping_everything_is_an_error():
     ds = Dataset(observations=ds.observations, actions=ds.actions, rewards=-np.ones(10), terminals=ds.terminals,
                  timeouts=ds.timeouts, next_observations=ds.next_observations)
     with pytest.raises(DatasetError, match="dropped every transition"):
-        preprocess_dataset(ds, task(drop_failed_trajectories=True))
+        preprocess_dataset(ds, task())

@@ -5,27 +5,37 @@ from __future__ import annotations
 import logging
 
 from calql.config import TaskSpec
+from calql.data.conventions import log_summary, summarize
 from calql.data.format import Dataset
 from calql.data.mc_returns import label_returns
+from calql.data.preprocess import split_observations
 from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
 
 
 def label_dataset(dataset: Dataset, task: TaskSpec, progress: bool = True) -> Dataset:
-    """Return a copy of ``dataset`` with ``train_rewards`` and ``mc_returns`` (spec section 2)."""
+    """Return a copy of ``dataset`` with ``train_rewards`` and ``mc_returns`` (spec section 2) and
+    its conventions summary in ``meta["conventions"]``.
+
+    A source whose trajectories are delimited by terminals/timeouts only (``meta["segments"] ==
+    "terminals"``, e.g. the official Adroit files) is not split at observation discontinuities,
+    as its official loader does not split them.
+    """
+    observations, next_observations = split_observations(dataset)
     train_rewards, mc_returns, stats = label_returns(
         dataset.rewards,
         dataset.terminals,
         dataset.timeouts,
         task.reward,
         task.gamma,
-        observations=dataset.observations,
-        next_observations=dataset.next_observations,
+        observations=observations,
+        next_observations=next_observations,
         progress=progress,
     )
     meta = dict(dataset.meta)
     meta["labeling"] = {
+        "domain": task.domain,
         "gamma": task.gamma,
         "reward": task.reward.__dict__,
         "scaled_negative_reward": task.reward.scaled_negative,
@@ -52,7 +62,7 @@ def label_dataset(dataset: Dataset, task: TaskSpec, progress: bool = True) -> Da
             "Check reward.negative_reward/scale/bias (r_neg = %.3f) against the data's rewards",
             task.reward.scaled_negative,
         )
-    return Dataset(
+    labeled = Dataset(
         observations=dataset.observations,
         actions=dataset.actions,
         rewards=dataset.rewards,
@@ -63,3 +73,7 @@ def label_dataset(dataset: Dataset, task: TaskSpec, progress: bool = True) -> Da
         train_rewards=train_rewards,
         meta=meta,
     )
+    labeled.meta.setdefault("task", task.name)
+    labeled.meta["conventions"] = summarize(labeled)
+    log_summary(labeled.meta["conventions"])
+    return labeled

@@ -5,8 +5,10 @@ rollouts and evaluation). The returned env:
 
 - has a flat float32 ``Box`` observation, built from the task's ``obs_keys`` exactly as the
   dataset was flattened (``env.obs_layout`` holds the layout for :func:`check_layout`);
-- terminates on success (mazes: ``continuing_task=False``, as D4RL's AntMaze ``eval=True`` env)
-  and reports ``info["success"]`` for every domain;
+- terminates on success (mazes: ``continuing_task=False``, as D4RL's AntMaze ``eval=True`` env;
+  Adroit: gymnasium-robotics never terminates, so the wrapper ends the episode at the first
+  success step, as the official ``sampler.py`` sets ``done=True`` on ``goal_achieved``) and
+  reports ``info["success"]`` for every domain;
 - resets to the task's fixed start and goal cells when the task defines them (AntMaze-style
   evaluation), otherwise to the environment's own random start/goal;
 - is capped at ``max_episode_steps`` (truncation, never a terminal) and returns raw rewards
@@ -27,6 +29,9 @@ from calql.config import TaskSpec
 from calql.envs.layout import Layout, check_layout, flatten_obs, layout_of, layout_size
 
 _registered = False
+#: Domains whose environment does not end the episode at success but the official code does:
+#: Adroit (official JaxCQL/sampler.py: ``if env_infos['goal_achieved']: done = True``).
+SUCCESS_TERMINATES = frozenset({"adroit"})
 
 
 def register_envs() -> None:
@@ -99,7 +104,8 @@ class FlatTaskEnv(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         info["success"] = _success(self.domain, info)
         reward = domain_reward(self.domain, float(reward), info)
-        return flatten_obs(obs, self.obs_keys), reward, bool(terminated), bool(truncated), info
+        terminated = bool(terminated) or (self.domain in SUCCESS_TERMINATES and info["success"])
+        return flatten_obs(obs, self.obs_keys), reward, terminated, bool(truncated), info
 
 
 def make_env(

@@ -17,6 +17,7 @@ import torch
 from calql.config import RewardSpec
 from calql.data.format import Dataset
 from calql.data.mc_returns import label_returns
+from calql.data.preprocess import split_observations
 from calql.errors import DatasetError
 
 #: Dataset actions are clipped to this (official ``clip_action``) so tanh-policy log-probs stay finite.
@@ -38,7 +39,7 @@ def training_arrays(dataset: Dataset, reward: RewardSpec, gamma: float, labeled_
         rewards, mc = dataset.train_rewards, dataset.mc_returns
     else:
         rewards, mc, _ = label_returns(dataset.rewards, dataset.terminals, dataset.timeouts, reward, gamma,
-                                       dataset.observations, dataset.next_observations)
+                                       *split_observations(dataset))
     return {
         "observations": dataset.observations,
         "actions": np.clip(dataset.actions, -CLIP_ACTION, CLIP_ACTION),

@@ -181,8 +181,9 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
         "gamma": task.gamma,
         "reward": reward,
         "score": budgets["score"],
-        "ref_min": task.ref_min,
-        "ref_max": task.ref_max,
+        # the task's score block, else the preset's pinned references (None: the dataset's metadata)
+        "ref_min": task.ref_min if task.ref_min is not None else preset.get("score_ref", {}).get("ref_min"),
+        "ref_max": task.ref_max if task.ref_max is not None else preset.get("score_ref", {}).get("ref_max"),
         "device": str(train_cfg.get("device", "cpu")),
         "threads": int(train_cfg.get("threads", 1)),
         "calibration_states": int(train_cfg.get("calibration_states", 1000)),

@@ -22,6 +22,7 @@ SOURCE_MODULES = {
     "d4rl": "d4rl",
     "minari": "minari_source",
     "file": "local_file",
+    "awac_npy": "awac_npy",
 }
 
 

@@ -7,10 +7,8 @@ including synthesized next observations). The observation layout comes, in this 
 D4RL registry when the file is a known D4RL file (named after the dataset or its original file
 name), from the file's own calql metadata, or from the task's environment (built once to read it).
 
-Not supported: the Cal-QL paper's Adroit-binary demonstrations (pickled ``.npy`` lists of
-trajectories with dict observations, truncated at the last success by the official code); they
-would need ``allow_pickle`` (arbitrary code execution on load) and environments
-(``*-binary-v0``) that gymnasium-robotics does not have.
+The Cal-QL paper's Adroit-binary demonstrations (pickled ``.npy`` lists of trajectories) have
+their own source kind, ``awac_npy`` (:mod:`calql.data.sources.awac_npy`).
 """
 
 from __future__ import annotations
@@ -77,7 +75,7 @@ def _calql_meta(path: Path) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def _env_layout(task: TaskSpec, obs_dim: int) -> Layout:
+def env_layout_for(task: TaskSpec, obs_dim: int) -> Layout:
     """The task environment's layout when its size matches the data; a flat layout if no env."""
     try:
         from calql.envs.make import env_layout
@@ -114,8 +112,8 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
         arrays = read_npz(path)
     elif suffix == ".npy":
         raise DatasetError(
-            f"{path}: .npy files (e.g. the Cal-QL paper's pickled Adroit-binary demos) are not supported; "
-            f"convert them to an .npz or D4RL-style .hdf5 with arrays {[*D4RL_KEYS, 'timeouts']}"
+            f"{path}: .npy files are not supported by the 'file' source; the Cal-QL paper's pickled Adroit-binary "
+            f"demos have their own source: {{kind: awac_npy, expert: <...2_sparse.npy>, bc: <..._bc_sparse4.npy>}}"
         )
     else:
         raise DatasetError(f"{path}: unknown file type '{path.suffix}' (expected .hdf5, .h5 or .npz)")
@@ -136,7 +134,7 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
         layout = file_meta["obs_layout"]
         refs = (file_meta.get("ref_min_score"), file_meta.get("ref_max_score"))
     else:
-        layout = _env_layout(task, obs_dim)
+        layout = env_layout_for(task, obs_dim)
         refs = (None, None)
 
     meta: dict[str, Any] = {
