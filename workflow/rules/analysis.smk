@@ -31,6 +31,7 @@ rule aggregate:
 rule tables:
     input:
         **rules.aggregate.output,
+        labeled=expand(rules.label.output.labeled, task=list(config["tasks"])),
     output:
         **{
             f"{name}_md": report(
@@ -41,15 +42,26 @@ rule tables:
             for name in TABLE_NAMES
         },
         **{f"{name}_tex": f"{SUMMARY}/tables/{name}.tex" for name in TABLE_NAMES},
+        # one data-conventions table per task (calql conventions), to check the data of a sweep
+        conventions=[
+            report(
+                f"{SUMMARY}/conventions/{task}.md",
+                caption="../report/conventions.rst",
+                category="Data conventions",
+                labels={"task": task},
+            )
+            for task in config["tasks"]
+        ],
     log:
         f"{LOGS}/analysis/tables.log",
     message:
-        "Writing result tables (Markdown and LaTeX)"
+        "Writing result tables (Markdown and LaTeX) and each task's data-conventions table"
     params:
         config=job_config,
         key=analysis_key,
         summary_dir=parent_dir("curves"),
         out_dir=parent_dir(),
+        conventions_dir=parent_dir("conventions"),
     conda:
         "../envs/calql.yaml"
     threads: threads_of("analysis")
@@ -58,6 +70,8 @@ rule tables:
     shell:
         "python -m analysis tables --config {params.config} --summary-dir {params.summary_dir}"
         " --out-dir {params.out_dir} > {log} 2>&1"
+        " && python -m calql conventions --datasets {input.labeled}"
+        " --out-dir {params.conventions_dir} >> {log} 2>&1"
 
 
 rule figures:
