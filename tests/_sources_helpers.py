@@ -115,6 +115,25 @@ def free_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def minari_root_with(tmp_path_factory: Any, build: Any) -> Path:
+    """A fresh Minari root (a module-scoped temp folder) in which ``build()`` creates datasets;
+    MINARI_DATASETS_PATH points there only while building. Minari's nags are silenced."""
+    import warnings
+
+    import pytest
+
+    root = tmp_path_factory.mktemp("minari")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MINARI_DATASETS_PATH", str(root))
+    try:
+        with warnings.catch_warnings():  # minari nags about missing author/description
+            warnings.simplefilter("ignore", UserWarning)
+            build()
+    finally:
+        mp.undo()
+    return root
+
+
 def build_minari_pointmaze(
     dataset_id: str = "test/pointmaze/umaze-v0",
     episode_lengths: tuple[int, ...] = (5, 7, 4),

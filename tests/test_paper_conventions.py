@@ -9,7 +9,6 @@ Each comparison is against a hand port of the official code (nakamotoo/Cal-QL @ 
 from __future__ import annotations
 
 import collections
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from calql.envs.make import FlatTaskEnv, make_env
 from calql.errors import DatasetError
 from calql.training.config import resolve_run_config
 from calql.training.evaluation import evaluate, run_episode, score_spec
+from tests._sources_helpers import minari_root_with
 
 REPO = Path(__file__).resolve().parents[1]
 GAMMA = 0.99
@@ -152,23 +152,13 @@ def build_minari_antmaze(dataset_id: str, episodes: tuple[list[int], ...], seed:
             rewards=np.asarray(rewards, dtype=np.float64), terminations=np.zeros(t, dtype=bool),
             truncations=np.arange(t) == t - 1, infos={},
         ))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        minari.create_dataset_from_buffers(dataset_id=dataset_id, buffer=buffers, env=env,
-                                           algorithm_name="scripted")
+    minari.create_dataset_from_buffers(dataset_id=dataset_id, buffer=buffers, env=env, algorithm_name="scripted")
     env.close()
 
 
 @pytest.fixture(scope="module")
 def minari_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("minari")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MINARI_DATASETS_PATH", str(root))
-    try:
-        build_minari_antmaze(ANTMAZE_ID, ANTMAZE_EPISODES)
-    finally:
-        mp.undo()
-    return root
+    return minari_root_with(tmp_path_factory, lambda: build_minari_antmaze(ANTMAZE_ID, ANTMAZE_EPISODES))
 
 
 def antmaze_task(domain: str = "antmaze") -> TaskSpec:

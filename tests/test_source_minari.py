@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from calql.data.format import load_dataset, save_dataset
 from calql.data.sources import fetch_dataset
 from calql.envs.layout import flatten_obs
 from calql.errors import DatasetError, DownloadError
-from tests._sources_helpers import build_minari_pointmaze, make_task
+from tests._sources_helpers import build_minari_pointmaze, make_task, minari_root_with
 
 DATASET_ID = "test/pointmaze/umaze-v0"
 LENGTHS = (5, 7, 4)
@@ -21,16 +20,7 @@ TERMINATE = (False, True, False)
 
 @pytest.fixture(scope="module")
 def minari_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("minari")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MINARI_DATASETS_PATH", str(root))
-    try:
-        with warnings.catch_warnings():  # minari nags about missing author/description
-            warnings.simplefilter("ignore", UserWarning)
-            build_minari_pointmaze(DATASET_ID, LENGTHS, TERMINATE)
-    finally:
-        mp.undo()
-    return root
+    return minari_root_with(tmp_path_factory, lambda: build_minari_pointmaze(DATASET_ID, LENGTHS, TERMINATE))
 
 
 @pytest.fixture
