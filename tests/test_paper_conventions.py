@@ -332,6 +332,23 @@ def test_a_pickle_with_any_other_class_is_refused(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_pickled_npy(plain), np.arange(4.0))
 
 
+def test_files_pickled_by_old_numpy_are_read(tmp_path: Path) -> None:
+    """The AWAC files predate numpy 2: their pickles name ``numpy.core.multiarray``."""
+    import pickle
+
+    arr = np.empty(1, dtype=object)
+    arr[0] = {"rewards": np.array([-1.0, 0.0]), "flag": np.bool_(True)}
+    payload = pickle.dumps(arr, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray" in payload
+    path = tmp_path / "old.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+        f.write(payload)
+    out = load_pickled_npy(path)
+    np.testing.assert_array_equal(out[0]["rewards"], [-1.0, 0.0])
+    assert out[0]["flag"] is np.True_
+
+
 # ----------------------------------------------------------------------------- Adroit online
 class _OpenDoorAt:
     """A scripted 'agent': zero actions, and at step ``k`` it opens the door of the real env."""
