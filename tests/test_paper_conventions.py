@@ -252,6 +252,7 @@ def test_kitchen_cumulative_data_pass_unchanged_and_per_step_data_are_refused_el
     out = labeled(data, kitchen_task())
     np.testing.assert_array_equal(out.rewards, data.rewards)
     assert out.meta["conventions"]["conversions"] == ["none"]
+    assert out.meta["conventions"]["kitchen rewards found"] == "cumulative"
     with pytest.raises(DatasetError, match=r"task 'kitchen-mixed' \(domain custom\): the data reward the "
                                            r"sub-tasks completed in each step \(100% .*cumulative_rewards: true"):
         preprocess_dataset(kitchen_dataset(PER_STEP), kitchen_task("custom"))

@@ -59,6 +59,8 @@ def summarize(dataset: Dataset) -> dict[str, Any]:
         out["success steps not terminal"] = int((success & ~dataset.terminals).sum())
     else:
         out["last-step rewards of trajectories"] = _values(dataset.rewards[dataset.terminals | dataset.timeouts])
+    if "kitchen_rewards_found" in pre:
+        out["kitchen rewards found"] = pre["kitchen_rewards_found"]["kind"]
     out.update({
         "trajectories": stats["n_trajectories"],
         "successful trajectories": stats["n_successful"],

@@ -176,11 +176,11 @@ def preprocess_dataset(dataset: Dataset, task: TaskSpec) -> Dataset:
             conversions.append("per-step sub-task completions -> cumulative count per trajectory")
 
     if not task.reward.sparse:
-        if not conversions:
+        if not (conversions or "kitchen_rewards_found" in record):
             return dataset
         record["conversions"] = conversions
         meta = {**dataset.meta, "preprocess": record}
-        log.info("preprocess (task %s): %s", task.name, "; ".join(conversions))
+        log.info("preprocess (task %s): %s", task.name, "; ".join(conversions) or "no change")
         return Dataset(observations=dataset.observations, actions=dataset.actions, rewards=rewards,
                        terminals=dataset.terminals, timeouts=dataset.timeouts,
                        next_observations=dataset.next_observations, meta=meta)
