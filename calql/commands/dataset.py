@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Produce the raw offline dataset of one task in calql's HDF5 format (D4RL keys plus "
             "metadata), from the source the task's config names: 'generated' (PointMaze, scripted "
             "controller, no network), 'd4rl' (download by dataset name; cached), 'minari' (by "
-            "dataset id) or 'file' (a local HDF5/NPZ). The output is written atomically."
+            "versioned dataset id), 'file' (a local HDF5/NPZ) or 'awac_npy' (the paper's Adroit-binary "
+            ".npy files, read as the official loader with a restricted unpickler). The output is "
+            "written atomically."
         ),
         epilog="example: calql dataset --config config/config.yaml --task pointmaze-umaze "
                "--out results/datasets/pointmaze-umaze.hdf5",

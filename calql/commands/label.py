@@ -26,10 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "as the official Cal-QL code: trajectories split at terminals, timeouts and "
             "discontinuities (next_obs[t] != obs[t+1]); with reward.sparse a trajectory that "
             "never succeeds gets r_neg / (1 - gamma) everywhere; reward.infinite_horizon adds "
-            "the Kitchen tail. The task's `preprocess` switches (official Adroit-binary filters: "
-            "drop failed trajectories, truncate after the last success, successes as terminals) "
-            "are applied first. Also checks that the dataset's observation layout matches the "
-            "task's environment. Writes the dataset plus 'mc_returns' and 'train_rewards'."
+            "the Kitchen tail. First the data are brought to the official convention of the task's "
+            "domain (antmaze: a terminal at each success step, which converts Minari's continuing-task "
+            "data; adroit: failed trajectories dropped, the rest cut after their last success, successes "
+            "terminal; kitchen: the cumulative sub-task count) or to the task's `preprocess` switches; "
+            "data in another convention and not converted are refused. Also checks that the dataset's "
+            "observation layout matches the task's environment. Writes the dataset plus 'mc_returns' "
+            "and 'train_rewards', and logs and stores a conventions summary (see `calql conventions`)."
         ),
         epilog="example: calql label --config config/config.yaml --task pointmaze-umaze "
                "--dataset results/datasets/pointmaze-umaze.hdf5 --out results/labeled/pointmaze-umaze.hdf5",
