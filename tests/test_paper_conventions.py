@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from calql.cli import main
 from calql.config import RewardSpec, TaskSpec, get_task, load_config
-from calql.data.format import Dataset
+from calql.data.format import Dataset, save_dataset
 from calql.data.label import label_dataset
 from calql.data.mc_returns import mc_returns_for_episode
 from calql.data.preprocess import preprocess_dataset
@@ -245,6 +246,19 @@ def test_kitchen_per_step_completions_become_the_official_cumulative_count() -> 
     np.testing.assert_allclose(out.mc_returns, ref, rtol=1e-6)
     assert out.meta["conventions"]["conversions"] == ["per-step sub-task completions -> cumulative count per trajectory"]
     assert out.meta["conventions"]["last-step rewards of trajectories"] == "1, 3"
+
+
+def test_conventions_command_writes_one_table_per_labeled_file(tmp_path: Path) -> None:
+    out = labeled(kitchen_dataset(PER_STEP), kitchen_task())
+    save_dataset(out, tmp_path / "kitchen-mixed.hdf5")
+    assert main(["-q", "conventions", "--datasets", str(tmp_path / "kitchen-mixed.hdf5"),
+                 "--out-dir", str(tmp_path / "conv")]) == 0
+    lines = (tmp_path / "conv" / "kitchen-mixed.md").read_text().splitlines()
+    assert lines[:4] == ["# Data conventions: kitchen-mixed", "", "| item | value |", "|---|---|"]
+    assert "| raw reward values | 0, 1, 2, 3 |" in lines
+    # infinite-horizon tail: max 3 / (1 - 0.99) = 300; min at the start of [0, 0, 1, 1]: 0.99^2 * 100
+    assert any(line.startswith("| MC return range | [98.01, 300.00] (mean ") for line in lines)
+    assert "| conversions | per-step sub-task completions -> cumulative count per trajectory |" in lines
 
 
 def test_kitchen_cumulative_data_pass_unchanged_and_per_step_data_are_refused_elsewhere() -> None:

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "conventions",
         help="write the data-conventions table of labeled datasets",
         description=(
-            "For each labeled dataset (from `calql label`), write <out-dir>/<task>.md: the raw reward "
+            "For each labeled dataset <task>.hdf5 (from `calql label`), write <out-dir>/<task>.md: the raw reward "
             "values, terminals, timeouts and success steps, how trajectories were split, dropped and "
             "truncated, the MC-return range and every conversion applied to reach the official data "
             "convention. Check these before spending GPU-days on a sweep."
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_dataset(path)
         dataset.meta.setdefault("task", path.stem)
         summary = summarize(dataset)  # recomputed: the stored copy's keys come back sorted
-        out = args.out_dir / f"{summary['task']}.md"
+        out = args.out_dir / f"{path.stem}.md"  # the workflow names labeled files after their task
         write_text(out, to_markdown(summary))
         log.info("wrote %s", out)
     return 0
