@@ -8,3 +8,5 @@ SUMMARY_FILES = ("curves.csv", "scores.csv", "missing.csv", "per_task.csv", "agg
 FIGURE_NAMES = ("finetune_curves", "regret_and_final", "calibration", "iqm_aggregate")
 #: Tables of ``python -m analysis tables`` (file stems; each as .md and .tex).
 TABLE_NAMES = ("scores", "offline", "regret", "dip", "calibration")
+#: The overview table of ``python -m analysis tables`` (Markdown only): every metric with its interval.
+OVERVIEW_TABLE = "overview"

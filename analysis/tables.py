@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.io import write_text
+from analysis.outputs import OVERVIEW_TABLE
 from analysis.palette import method_label, order_methods
 from analysis.stats import METRICS
 
@@ -223,10 +224,54 @@ def latex_table(
     return "\n".join(lines) + "\n"
 
 
+#: The overview's columns: (metric, header, decimals), in reading order of a fine-tuning study.
+OVERVIEW_COLUMNS = (
+    ("offline_score", "offline score", 1),
+    ("final_score", "final score", 1),
+    ("cumulative_regret", "cumulative regret", 3),
+    ("unlearning_dip", "dip", 1),
+    ("offline_q_gap", "Q(s,pi(s)) - G after pre-training", 0),
+)
+def _interval(row: pd.Series | None, decimals: int) -> str:
+    if row is None or not math.isfinite(float(row["mean"])):
+        return "–"
+    text = _fmt(float(row["mean"]), decimals)
+    if math.isfinite(float(row["ci_low"])):
+        text += f" [{_fmt(float(row['ci_low']), decimals)}, {_fmt(float(row['ci_high']), decimals)}]"
+    return text
+
+
+def overview_markdown(per_task: pd.DataFrame, ci: float = 0.95) -> str:
+    """Every metric of every task x method as ``mean [t-interval]``: the table a claim is read from."""
+    if per_task.empty:
+        return "**Overview.** No run has a number.\n"
+    level = int(round(100 * ci))
+    index = {(r.task, r.method, r.metric): r for r in per_task.itertuples(index=False)}
+    lines = [
+        f"**Overview.** Mean [{level}% Student-t interval] over seeds (n = seeds with the number); "
+        "scores 0-100, regret 0-1 (evaluation-based), dip in score points, calibration gap in "
+        "training-reward units (below 0 = the critic under-estimates its policy relative to the data's return).",
+        "",
+        "| task | method | n | " + " | ".join(h for _, h, _ in OVERVIEW_COLUMNS) + " |",
+        "|---|---|---:|" + "---:|" * len(OVERVIEW_COLUMNS),
+    ]
+    for task in sorted(per_task["task"].unique()):
+        for method in order_methods(per_task.loc[per_task["task"] == task, "method"].unique()):
+            cells, n = [], 0
+            for metric, _, decimals in OVERVIEW_COLUMNS:
+                row = index.get((task, method, metric))
+                series = None if row is None else pd.Series(row._asdict())
+                n = max(n, int(series["n_seeds"])) if series is not None else n
+                cells.append(_interval(series, decimals))
+            lines.append(f"| {task} | {method_label(method)} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(
     per_task: pd.DataFrame, aggregate: pd.DataFrame | None, out_dir: Path, ci: float = 0.95
 ) -> list[Path]:
-    """Write ``<name>.md`` and ``<name>.tex`` for every table in :data:`TABLES`; return the paths."""
+    """Write ``<name>.md`` and ``<name>.tex`` for every table in :data:`TABLES`, and the overview
+    (``overview.md``, every metric with its interval); return the paths."""
     written = []
     for spec in TABLES:
         md = Path(out_dir) / f"{spec.name}.md"
@@ -234,4 +279,6 @@ def write_tables(
         write_text(md, markdown_table(per_task, spec, aggregate, ci))
         write_text(tex, latex_table(per_task, spec, aggregate, ci))
         written += [md, tex]
-    return written
+    overview = Path(out_dir) / f"{OVERVIEW_TABLE}.md"
+    write_text(overview, overview_markdown(per_task, ci))
+    return [*written, overview]

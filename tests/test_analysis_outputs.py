@@ -16,7 +16,7 @@ from analysis.palette import FALLBACK_COLORS, METHOD_COLORS, method_color, order
 from analysis.plots import FIGURES
 from analysis.synthetic import write_study
 from analysis.stats import METRICS
-from analysis.tables import TABLES, TableSpec, latex_table, markdown_table
+from analysis.tables import TABLES, TableSpec, latex_table, markdown_table, overview_markdown
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -119,6 +119,24 @@ def test_unranked_metric_has_no_bold() -> None:
     assert "**" not in md.split("\n", 1)[1] and "not ranked" in md
     assert "| t | 120.0 ± 5.0 | -130.0 ± 4.0 |" in md
     assert r"\textbf" not in latex_table(per_task(rows, "offline_q_gap"), spec)
+
+
+def test_overview_has_every_metric_with_its_interval() -> None:
+    per = pd.DataFrame(
+        [
+            ("t", "cql", "offline_score", 3, 40.0, 5.0, 18.5, 61.5),
+            ("t", "cql", "offline_q_gap", 3, -95.4, 10.0, -138.4, -52.4),
+            ("t", "calql", "offline_score", 3, 50.0, 0.0, 50.0, 50.0),
+            ("t", "calql", "cumulative_regret", 2, 0.25, 0.05, -0.385, 0.885),
+        ],
+        columns=["task", "method", "metric", "n_seeds", "mean", "se", "ci_low", "ci_high"],
+    )
+    md = overview_markdown(per)
+    rows = [line for line in md.splitlines() if line.startswith("| t |")]
+    # Cal-QL first (fixed method order); a missing metric is a dash; n = most seeds of the row
+    assert rows[0] == "| t | Cal-QL | 3 | 50.0 [50.0, 50.0] | – | 0.250 [-0.385, 0.885] | – | – |"
+    assert rows[1] == "| t | CQL | 3 | 40.0 [18.5, 61.5] | – | – | – | -95 [-138, -52] |"
+    assert "95% Student-t interval" in md
 
 
 def test_ties_are_all_bold() -> None:

@@ -42,6 +42,11 @@ rule tables:
             for name in TABLE_NAMES
         },
         **{f"{name}_tex": f"{SUMMARY}/tables/{name}.tex" for name in TABLE_NAMES},
+        overview=report(
+            f"{SUMMARY}/tables/{OVERVIEW_TABLE}.md",
+            caption=f"../report/{OVERVIEW_TABLE}_table.rst",
+            category="Tables",
+        ),
         # one data-conventions table per task (calql conventions), to check the data of a sweep
         conventions=[
             report(

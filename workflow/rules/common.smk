@@ -12,7 +12,7 @@ import yaml
 from snakemake.utils import validate
 
 from analysis.config import AnalysisConfig
-from analysis.outputs import FIGURE_NAMES, SUMMARY_FILES, TABLE_NAMES
+from analysis.outputs import FIGURE_NAMES, OVERVIEW_TABLE, SUMMARY_FILES, TABLE_NAMES
 from calql.atomic import write_text
 from calql.config import validate_config
 from calql.errors import CalqlError
