@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import signal
 import subprocess
@@ -84,28 +85,65 @@ def test_other_seed_gives_other_numbers(tmp_path: Path, labeled_dataset: Path) -
     assert ra[-1]["train/critic_loss"] != rb[-1]["train/critic_loss"]
 
 
-def test_mismatched_checkpoint_is_refused(tmp_path: Path, labeled_dataset: Path) -> None:
+def test_checkpoint_of_another_run_is_refused(tmp_path: Path, labeled_dataset: Path) -> None:
+    """A checkpoint naming another method means a wrong run folder: refused, nothing moved."""
+    from calql.training.pretrain import run_pretrain
+
+    cfg = load_config(make_config(tmp_path))
+    for method in ("cql", "calql"):
+        with pytest.raises(StopRequested):
+            run_pretrain(cfg, "umaze", method, 0, labeled_dataset, tmp_path / method, progress=False, stop_after=35)
+    ckpt = tmp_path / "calql/pretrain/checkpoints/last.pt"
+    os.replace(tmp_path / "cql/pretrain/checkpoints/last.pt", ckpt)
+    with pytest.raises(CheckpointError, match="method: checkpoint has 'cql', this run has 'calql'"):
+        run_pretrain(cfg, "umaze", "calql", 0, labeled_dataset, tmp_path / "calql", progress=False)
+    assert ckpt.exists()
+
+
+def test_checkpoint_of_another_config_is_set_aside(tmp_path: Path, labeled_dataset: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 12.3: after a deliberate config edit the rerun starts over with a warning (it used to
+    fail until the checkpoint was deleted by hand) and ends as a fresh run of the new config."""
     from calql.training.pretrain import run_pretrain
 
     cfg = load_config(make_config(tmp_path))
     with pytest.raises(StopRequested):
-        run_pretrain(cfg, "umaze", "cql", 0, labeled_dataset, tmp_path / "run", progress=False, stop_after=35)
+        run_pretrain(cfg, "umaze", "cql", 0, labeled_dataset, tmp_path / "run", progress=False, stop_after=70)
     changed = copy.deepcopy(cfg)
     changed["train"]["overrides"] = {"cql": {"cql_min_q_weight": 1.0}}
-    with pytest.raises(CheckpointError, match="config_hash.*config changed"):
-        run_pretrain(changed, "umaze", "cql", 0, labeled_dataset, tmp_path / "run", progress=False)
-    # a checkpoint of another method in this run folder
-    (tmp_path / "other").mkdir()
-    os.replace(tmp_path / "run", tmp_path / "other" / "x")
-    with pytest.raises(StopRequested):
-        run_pretrain(cfg, "umaze", "calql", 0, labeled_dataset, tmp_path / "run", progress=False, stop_after=35)
-    ckpt = tmp_path / "run/pretrain/checkpoints/last.pt"
-    os.replace(tmp_path / "other/x/pretrain/checkpoints/last.pt", ckpt)
-    with pytest.raises(CheckpointError, match="method: checkpoint has 'cql', this run has 'calql'"):
-        run_pretrain(cfg, "umaze", "calql", 0, labeled_dataset, tmp_path / "run", progress=False)
-    ckpt.write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        run_pretrain(cfg, "umaze", "calql", 0, labeled_dataset, tmp_path / "run", progress=False)
+    run_pretrain(changed, "umaze", "cql", 0, labeled_dataset, tmp_path / "run", progress=False)
+    assert "another config" in caplog.text and "starts over" in caplog.text
+    kept = sorted(p.name for p in (tmp_path / "run/pretrain/checkpoints").iterdir())
+    assert [n.split("-")[0] for n in kept] == ["last.pt.other", "prev.pt.other"], kept
+    ref = run_pretrain(changed, "umaze", "cql", 0, labeled_dataset, tmp_path / "ref", progress=False)
+    assert metrics_without_timing(tmp_path / "run/pretrain/metrics.csv") == metrics_without_timing(ref / "metrics.csv")
+
+
+def test_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path: Path, labeled_dataset: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 12.3: a corrupt last.pt (it failed every rerun with 'could not find MARK') is set
+    aside; the phase resumes from prev.pt, or from scratch when that is unreadable too, and ends
+    with exactly the numbers of an uninterrupted run."""
+    from calql.training.pretrain import run_pretrain
+
+    caplog.set_level(logging.INFO, logger="calql")
+    cfg = load_config(make_config(tmp_path))
+    ref = run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, tmp_path / "ref", progress=False)
+    for corrupt in (("last.pt",), ("last.pt", "prev.pt")):
+        run = tmp_path / "-".join(corrupt)
+        with pytest.raises(StopRequested):
+            run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, run, progress=False, stop_after=70)
+        ckpts = run / "pretrain/checkpoints"
+        assert load_checkpoint(ckpts / "prev.pt")["counters"]["grad_step"] == 30
+        for name in corrupt:
+            (ckpts / name).write_bytes(b"garbage")
+        caplog.clear()
+        run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, run, progress=False)
+        assert caplog.text.count("cannot read checkpoint") == len(corrupt), caplog.text
+        assert ("resuming pretrain from" in caplog.text) == (len(corrupt) == 1)
+        assert len(list(ckpts.glob("*.unreadable-*"))) == len(corrupt)
+        assert metrics_without_timing(run / "pretrain/metrics.csv") == metrics_without_timing(ref / "metrics.csv")
+        _same_agent(run / "pretrain/final.pt", ref / "final.pt")
 
 
 def test_cli_killed_with_sigkill_resumes_exactly(tmp_path: Path, labeled_dataset: Path) -> None:

@@ -24,25 +24,31 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="run folder RUN (e.g. results/runs/<task>/<method>/seed<seed>); the phase writes RUN/<phase>/")
     p.add_argument("--restart", action="store_true",
                    help="delete this phase's previous outputs and checkpoints and start over (default: resume)")
+    p.add_argument("--lock-wait", type=float, default=None, metavar="SECONDS",
+                   help="only one process trains a run: wait at most this long for another one holding "
+                        "RUN/.lock, then fail naming its PID (default: wait until it exits)")
 
 
 def run_phase(args: argparse.Namespace, phase: str, train: Callable[..., Path], **kwargs: Any) -> int:
     """Load and validate the config, open live tracking if asked, run the phase, close tracking."""
     from calql.tracking.mlflow_live import live_logger
+    from calql.training.guard import failure_record, run_lock
     from calql.training.runner import install_sigterm_handler
 
     config = load_config(args.config)
     install_sigterm_handler()
     run_config = resolve_run_config(config, args.task, args.method)
-    live = live_logger(config, run_config, phase, args.seed)
-    ok = False
-    try:
-        out = train(config, args.task, args.method, args.seed, args.dataset, args.run_dir, live=live,
-                    restart=args.restart, progress=not getattr(args, "quiet", False), **kwargs)
-        ok = True
-    finally:
-        if live is not None:
-            live.finish(ok)
+    # One writer per run for this process's lifetime; a failure leaves RUN/<phase>/error.json.
+    with run_lock(args.run_dir, phase, wait=args.lock_wait), failure_record(args.run_dir / phase):
+        live = live_logger(config, run_config, phase, args.seed)
+        ok = False
+        try:
+            out = train(config, args.task, args.method, args.seed, args.dataset, args.run_dir, live=live,
+                        restart=args.restart, progress=not getattr(args, "quiet", False), **kwargs)
+            ok = True
+        finally:
+            if live is not None:
+                live.finish(ok)
     log.info("%s outputs in %s", phase, out)
     return 0
 

@@ -7,7 +7,9 @@ so far and the running means of the training losses. With the environments re-se
 reproduces an uninterrupted one bit for bit.
 
 Identity fields (format, phase, task, method, seed, obs/act sizes, phase-config hash) are checked
-before anything is loaded; a mismatch raises :class:`CheckpointError` saying what differs.
+before anything is loaded; a mismatch raises :class:`CheckpointError` saying what differs (when
+resuming, :func:`calql.training.runner.load_last` instead sets aside a checkpoint of another config
+or dataset, and an unreadable one).
 Files are written atomically and loaded with ``weights_only=False``: they contain numpy RNG
 states, and they are this program's own outputs (never load checkpoints from untrusted sources).
 """
@@ -50,11 +52,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
+def identity_diffs(state: dict[str, Any], expected: dict[str, Any], fields: tuple[str, ...] = IDENTITY) -> list[str]:
+    """One line per identity field of ``state`` that differs from ``expected``."""
+    return [f"{k}: checkpoint has {state.get(k)!r}, this run has {expected[k]!r}"
+            for k in fields if k in expected and state.get(k) != expected[k]]
+
+
 def check_identity(state: dict[str, Any], expected: dict[str, Any], path: str | os.PathLike[str],
                    fields: tuple[str, ...] = IDENTITY) -> None:
     """Raise CheckpointError listing every identity field of ``state`` that differs from ``expected``."""
-    diffs = [f"{k}: checkpoint has {state.get(k)!r}, this run has {expected[k]!r}"
-             for k in fields if k in expected and state.get(k) != expected[k]]
+    diffs = identity_diffs(state, expected, fields)
     if diffs:
         hint = (" The config changed since the checkpoint was written: restore it, or delete the "
                 "checkpoint to start over." if any(d.startswith("config_hash") for d in diffs) else "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import signal
 import threading
@@ -24,11 +25,11 @@ import torch
 from calql.atomic import write_json
 from calql.config import RewardSpec, TaskSpec
 from calql.data.format import Dataset, load_dataset
-from calql.errors import CalqlError, CheckpointError, ConfigError, TrainingDivergedError
+from calql.errors import CalqlError, CheckpointError, ConfigError, DatasetError, TrainingDivergedError
 from calql.provenance import provenance
 from calql.tracking.metrics import TRAIN_PREFIX, write_metrics
 from calql.training.buffers import OfflineData, training_arrays
-from calql.training.checkpoint import check_identity, load_checkpoint, save_checkpoint
+from calql.training.checkpoint import check_identity, identity_diffs, load_checkpoint, save_checkpoint
 from calql.training.config import phase_hash
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,11 @@ class PhaseContext:
         return self.phase_dir / "checkpoints" / "last.pt"
 
     @property
+    def prev_path(self) -> Path:
+        """The checkpoint before last.pt: the fallback when last.pt cannot be read."""
+        return self.phase_dir / "checkpoints" / "prev.pt"
+
+    @property
     def final_path(self) -> Path:
         return self.phase_dir / "final.pt"
 
@@ -131,9 +137,44 @@ class PhaseContext:
                 "obs_dim": self.obs_dim, "act_dim": self.act_dim, "config_hash": self.config_hash}
 
 
+#: Checkpoint identity fields naming the run: a mismatch means a wrong run folder (refused).
+_RUN_FIELDS = ("phase", "task", "method", "seed")
+#: Fields a deliberate config or dataset change alters: such a checkpoint is set aside.
+_CONFIG_FIELDS = ("obs_dim", "act_dim", "config_hash")
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Rename a file this run cannot use to ``<name>.<reason>-<UTC time>`` (kept, never deleted),
+    so that no rerun needs a file removed by hand."""
+    target = path.with_name(f"{path.name}.{reason}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    os.replace(path, target)
+    return target
+
+
+def _unusable_dataset(path: Path, exc: DatasetError, task: str) -> DatasetError:
+    """The error of a training job whose labeled dataset is corrupt: moved aside so that the
+    workflow relabels it (its output is then missing), with the commands that rebuild it."""
+    rebuild = ("rerun the same `snakemake` command (its `label` job rebuilds the file; the training "
+               f"jobs of {task} then run again), or by hand: `calql label --config <config> --task {task} "
+               f"--dataset <raw dataset> --out {path}`")
+    if not path.exists():
+        moved = sorted(path.parent.glob(f"{path.name}.corrupt-*"))
+        hint = f" (another job moved it aside as corrupt: {moved[-1]})" if moved else ""
+        return DatasetError(f"{exc}{hint}; to rebuild it, {rebuild}")
+    try:
+        aside = set_aside(path, "corrupt")
+    except FileNotFoundError:  # another job of the same task moved it a moment ago
+        return DatasetError(f"{exc}; another job moved it aside. To rebuild it, {rebuild}")
+    log.error("moved the unusable dataset %s aside to %s", path, aside)
+    return DatasetError(f"{exc}. Moved it aside to {aside}; to rebuild it, {rebuild}")
+
+
 def load_training_data(ctx: PhaseContext, dataset_path: Path) -> tuple[Dataset, OfflineData]:
     """The labeled dataset (rewards re-labeled if the method uses its own transform) on the device."""
-    dataset = load_dataset(dataset_path)
+    try:
+        dataset = load_dataset(dataset_path)
+    except DatasetError as exc:
+        raise _unusable_dataset(Path(dataset_path), exc, ctx.run["task"]) from exc
     reward = RewardSpec(**ctx.run["reward"])
     arrays = training_arrays(dataset, reward, ctx.run["gamma"], ctx.task.reward)
     ctx.obs_dim, ctx.act_dim = dataset.obs_dim, dataset.act_dim
@@ -154,7 +195,7 @@ def already_complete(ctx: PhaseContext, restart: bool) -> bool:
         log.warning("--restart: removing %s", ctx.phase_dir)
         shutil.rmtree(ctx.phase_dir)
         return False
-    if not (ctx.run_json.exists() and ctx.final_path.exists()):
+    if not (ctx.run_json.exists() and ctx.final_path.exists() and ctx.metrics_path.exists()):
         return False
     record = json.loads(ctx.run_json.read_text())
     if record.get("status") == "complete" and record.get("config_hash") == ctx.config_hash:
@@ -298,19 +339,43 @@ def checkpoint_state(ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, cou
 
 
 def save_last(ctx: PhaseContext, state: dict[str, Any]) -> None:
+    """Write checkpoints/last.pt, keeping the one before as prev.pt (the fallback if last.pt is
+    ever unreadable)."""
+    if ctx.last_path.exists():
+        os.replace(ctx.last_path, ctx.prev_path)
     save_checkpoint(ctx.last_path, state)
     log.info("checkpoint %s (%s)", ctx.last_path, ", ".join(f"{k}={v}" for k, v in state["counters"].items()))
 
 
 def load_last(ctx: PhaseContext) -> dict[str, Any] | None:
-    """The resume checkpoint of this phase if there is one (identity checked), else None."""
-    if not ctx.last_path.exists():
-        return None
-    state = load_checkpoint(ctx.last_path)
-    check_identity(state, ctx.identity(), ctx.last_path)
-    log.info("resuming %s from %s (%s)", ctx.phase, ctx.last_path,
-             ", ".join(f"{k}={v}" for k, v in state["counters"].items()))
-    return state
+    """The newest usable resume checkpoint of this phase (last.pt, else prev.pt), or None.
+
+    A checkpoint of another run (task, method, seed) is refused: the run folder is wrong. One that
+    cannot be read, or was written with another config or dataset, is set aside with a warning,
+    and the phase resumes from the previous one or starts over.
+    """
+    moved = False
+    for path in (ctx.last_path, ctx.prev_path):
+        if not path.exists():
+            continue
+        moved = True  # unless it is used below
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            log.warning("%s; moved it aside to %s", exc, set_aside(path, "unreadable"))
+            continue
+        check_identity(state, ctx.identity(), path, fields=_RUN_FIELDS)
+        diffs = identity_diffs(state, ctx.identity(), _CONFIG_FIELDS)
+        if diffs:
+            log.warning("checkpoint %s was written with another config or dataset (%s): moved it aside to "
+                        "%s", path, "; ".join(diffs), set_aside(path, "other-config"))
+            continue
+        log.info("resuming %s from %s (%s)", ctx.phase, path,
+                 ", ".join(f"{k}={v}" for k, v in state["counters"].items()))
+        return state
+    if moved:
+        log.warning("no usable checkpoint left: %s starts over", ctx.phase)
+    return None
 
 
 def finish_phase(ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, counters: dict[str, Any],
@@ -335,6 +400,6 @@ def finish_phase(ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, counter
         "run_config_hash": provenance(ctx.run)["config_hash"],
     }
     write_json(ctx.run_json, record)
-    if ctx.last_path.exists():
-        ctx.last_path.unlink()
+    ctx.last_path.unlink(missing_ok=True)
+    ctx.prev_path.unlink(missing_ok=True)
     log.info("%s complete: %s", ctx.phase, ctx.phase_dir)
