@@ -93,6 +93,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def cmd_tables(args: argparse.Namespace) -> int:
     from analysis.io import read_table
+    from analysis.partial import partial_note
     from analysis.tables import write_tables
 
     config, settings = _load(args)
@@ -100,7 +101,8 @@ def cmd_tables(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else summary / "tables"
     per_task = read_table(summary / "per_task.csv", ["task", "method", "metric", "n_seeds", "mean", "se"])
     aggregate = read_table(summary / "aggregate.csv", ["method", "metric", "estimator", "value"])
-    for path in write_tables(per_task, aggregate, out_dir, settings.ci):
+    partial = partial_note(read_table(summary / "scores.csv", ["task", "method", "seed", "status"]))
+    for path in write_tables(per_task, aggregate, out_dir, settings.ci, partial):
         log.info("wrote %s", path)
     return 0
 

@@ -28,6 +28,7 @@ from matplotlib.ticker import EngFormatter  # noqa: E402
 from analysis.config import AnalysisConfig  # noqa: E402
 from analysis.io import save_figure  # noqa: E402
 from analysis.palette import method_color, method_label, order_methods  # noqa: E402
+from analysis.partial import partial_note  # noqa: E402
 from analysis.stats import curve_band  # noqa: E402
 from calql.errors import CalqlError  # noqa: E402
 
@@ -347,9 +348,12 @@ def make_figures(
 ) -> list[Path]:
     """Draw and save the named figures (all by default); return every file written."""
     written: list[Path] = []
+    partial = partial_note(tables.scores)
     for name in names or list(FIGURES):
         with plt.rc_context(STYLE):
             fig = FIGURES[name](tables, settings)
+            if partial:  # under the panels; bbox_inches="tight" keeps it in the file
+                fig.text(0.5, 0.0, partial, ha="center", va="top", fontsize=7, color="firebrick", wrap=True)
             try:
                 written += save_figure(fig, Path(out_dir) / name, settings.formats, settings.dpi)
             finally:

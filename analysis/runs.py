@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from calql.training.config import run_phases
+from calql.training.guard import read_failure
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,17 @@ def read_status(run_json: Path) -> tuple[str | None, str]:
     return (str(status) if status is not None else None), f"run.json status={status!r}"
 
 
+def why_unfinished(phase_dir: Path, reason: str, detail: str) -> tuple[str, str]:
+    """(reason, detail) of a phase that did not finish: the error its job recorded (Snakemake
+    deletes a failed job's outputs, not RUN/<phase>/error.json), or whether it can resume."""
+    failure = read_failure(phase_dir)
+    if failure is not None:
+        return "failed", failure
+    if any((phase_dir / "checkpoints").glob("*.pt")):
+        return "incomplete", f"{detail}; stopped mid-phase, rerun to resume from its checkpoint"
+    return reason, detail
+
+
 def read_metrics(path: Path, key: RunKey, phase: str) -> pd.DataFrame:
     """Read one metrics.csv, check its columns and identity, sort by time; ValueError if unusable."""
     try:
@@ -171,12 +183,15 @@ def load_runs(runs_dir: Path, keys: Iterable[RunKey], include_incomplete: bool =
                 )
 
             if not metrics_path.exists():
-                problem("missing", "no metrics.csv")
+                first = run_phases(key.method)[0]
+                before = "" if phase == first or (key, first) in phases else f" (not started: {first} did not finish)"
+                problem(*why_unfinished(phase_dir, "missing", "no metrics.csv" + before))
                 continue
             status, detail = read_status(phase_dir / "run.json")
             complete = status == "complete"
             if not complete:
                 reason = "incomplete" if status in (None, "running") else "failed"
+                reason, detail = why_unfinished(phase_dir, reason, detail)
                 if not include_incomplete or reason == "failed":
                     problem(reason, detail)
                     continue

@@ -125,15 +125,25 @@ def _fmt(value: float, decimals: int) -> str:
     return "n/a" if not math.isfinite(value) else f"{value:.{decimals}f}"
 
 
+def _partial_md(partial: str | None) -> str:
+    """The partial-results note (analysis.partial) as a paragraph under a Markdown caption."""
+    return f"\n\n*{partial}*" if partial else ""
+
+
 def markdown_table(
-    per_task: pd.DataFrame, spec: TableSpec, aggregate: pd.DataFrame | None = None, ci: float = 0.95
+    per_task: pd.DataFrame,
+    spec: TableSpec,
+    aggregate: pd.DataFrame | None = None,
+    ci: float = 0.95,
+    partial: str | None = None,
 ) -> str:
+    """``partial``: the note of :func:`analysis.partial.partial_note`, printed under the caption."""
     tasks, methods, cells = _cells(per_task, spec)
     if not cells:  # e.g. the offline table of a study with only SAC from scratch
-        return f"**{spec.title}.** No run has this number.\n"
+        return f"**{spec.title}.** No run has this number.{_partial_md(partial)}\n"
     most, note = _seed_note(cells)
     lines = [
-        f"**{spec.title}.** Mean ± standard error over seeds ({note}); {_ranking(spec.metric)}.",
+        f"**{spec.title}.** Mean ± standard error over seeds ({note}); {_ranking(spec.metric)}.{_partial_md(partial)}",
         "",
         "| task | " + " | ".join(method_label(m) for m in methods) + " |",
         "|---|" + "---:|" * len(methods),
@@ -172,18 +182,24 @@ def _tex_escape(text: str) -> str:
 
 
 def latex_table(
-    per_task: pd.DataFrame, spec: TableSpec, aggregate: pd.DataFrame | None = None, ci: float = 0.95
+    per_task: pd.DataFrame,
+    spec: TableSpec,
+    aggregate: pd.DataFrame | None = None,
+    ci: float = 0.95,
+    partial: str | None = None,
 ) -> str:
-    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
+    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``); ``partial`` goes
+    into the caption."""
     tasks, methods, cells = _cells(per_task, spec)
+    flag = f" {_tex_escape(partial)}" if partial else ""
     if not cells:
-        return f"% {spec.title}: no run has this number.\n"
+        return f"% {spec.title}: no run has this number.{flag}\n"
     most, note = _seed_note(cells)
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         rf"\caption{{{_tex_escape(spec.title)}. Mean $\pm$ standard error over seeds ({note}); "
-        rf"{_ranking(spec.metric)}.}}",
+        rf"{_ranking(spec.metric)}.{flag}}}",
         rf"\label{{tab:{spec.name}}}",
         r"\begin{tabular}{l" + "r" * len(methods) + "}",
         r"\toprule",
@@ -241,16 +257,17 @@ def _interval(row: pd.Series | None, decimals: int) -> str:
     return text
 
 
-def overview_markdown(per_task: pd.DataFrame, ci: float = 0.95) -> str:
+def overview_markdown(per_task: pd.DataFrame, ci: float = 0.95, partial: str | None = None) -> str:
     """Every metric of every task x method as ``mean [t-interval]``: the table a claim is read from."""
     if per_task.empty:
-        return "**Overview.** No run has a number.\n"
+        return f"**Overview.** No run has a number.{_partial_md(partial)}\n"
     level = int(round(100 * ci))
     index = {(r.task, r.method, r.metric): r for r in per_task.itertuples(index=False)}
     lines = [
         f"**Overview.** Mean [{level}% Student-t interval] over seeds (n = seeds with the number); "
         "scores 0-100, regret 0-1 (evaluation-based), dip in score points, calibration gap in "
-        "training-reward units (below 0 = the critic under-estimates its policy relative to the data's return).",
+        "training-reward units (below 0 = the critic under-estimates its policy relative to the data's return)."
+        + _partial_md(partial),
         "",
         "| task | method | n | " + " | ".join(h for _, h, _ in OVERVIEW_COLUMNS) + " |",
         "|---|---|---:|" + "---:|" * len(OVERVIEW_COLUMNS),
@@ -268,7 +285,11 @@ def overview_markdown(per_task: pd.DataFrame, ci: float = 0.95) -> str:
 
 
 def write_tables(
-    per_task: pd.DataFrame, aggregate: pd.DataFrame | None, out_dir: Path, ci: float = 0.95
+    per_task: pd.DataFrame,
+    aggregate: pd.DataFrame | None,
+    out_dir: Path,
+    ci: float = 0.95,
+    partial: str | None = None,
 ) -> list[Path]:
     """Write ``<name>.md`` and ``<name>.tex`` for every table in :data:`TABLES`, and the overview
     (``overview.md``, every metric with its interval); return the paths."""
@@ -276,9 +297,9 @@ def write_tables(
     for spec in TABLES:
         md = Path(out_dir) / f"{spec.name}.md"
         tex = Path(out_dir) / f"{spec.name}.tex"
-        write_text(md, markdown_table(per_task, spec, aggregate, ci))
-        write_text(tex, latex_table(per_task, spec, aggregate, ci))
+        write_text(md, markdown_table(per_task, spec, aggregate, ci, partial))
+        write_text(tex, latex_table(per_task, spec, aggregate, ci, partial))
         written += [md, tex]
     overview = Path(out_dir) / f"{OVERVIEW_TABLE}.md"
-    write_text(overview, overview_markdown(per_task, ci))
+    write_text(overview, overview_markdown(per_task, ci, partial))
     return [*written, overview]

@@ -299,6 +299,41 @@ def test_deleting_one_run_output_recomputes_only_it(finished_run: tuple[Path, fl
 
 
 @pytest.mark.slow
+def test_failed_job_leaves_partial_results_and_a_relabel(finished_run: tuple[Path, float], tmp_path: Path) -> None:
+    """Issues 12.2 and 12.3: a training job fails (its labeled dataset was corrupted after
+    labeling). The summary, tables and figures are rebuilt from the runs that finished and say so
+    (they used to stay from the previous run, looking current); missing.csv names the failed run
+    and its error; the corrupt file is set aside, so the next run relabels it."""
+    import h5py
+    import pandas as pd
+
+    workdir = tmp_path / "wf"
+    shutil.copytree(finished_run[0], workdir, symlinks=True)
+    results = workdir / "results"
+    labeled = results / "labeled" / "pointmaze-tiny.hdf5"
+    with h5py.File(labeled, "r+") as f:
+        f["rewards"][0] = f["rewards"][0] + 1.0
+    (results / "runs/pointmaze-tiny/iql/seed1/finetune/metrics.csv").unlink()
+    summary_files = [p for d in ("summary", "figures", "mlflow") for p in (results / d).rglob("*")
+                     if p.is_file() and p.suffix in (".csv", ".md", ".tex", ".png", ".json")]
+    assert len(summary_files) > 10
+    started = time.time()
+    result = snakemake("--directory", str(workdir), "--cores", "2", "all", timeout=900)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "rebuilding the summary" in result.stdout, result.stdout[-3000:]
+    stale = [str(p) for p in summary_files if not p.exists() or p.stat().st_mtime < started]
+    assert not stale, f"outputs of the previous run left as they were: {stale}"
+    missing = pd.read_csv(results / "summary" / "missing.csv")
+    failed = missing[(missing["method"] == "iql") & (missing["seed"] == 1) & (missing["phase"] == "finetune")]
+    assert list(failed["reason"]) == ["failed"] and "is corrupted" in failed["detail"].iloc[0], missing
+    scores_md = (results / "summary" / "tables" / "scores.md").read_text()
+    assert "Partial results: 7 of 8 runs complete" in scores_md and "IQL n=1/2" in scores_md, scores_md
+    assert not labeled.exists() and list(labeled.parent.glob("pointmaze-tiny.hdf5.corrupt-*"))
+    counts = job_counts(dry_run("--directory", str(workdir)))
+    assert counts["label"] == 1 and counts["finetune"] == 8, counts
+
+
+@pytest.mark.slow
 def test_report_holds_figures_and_tables(finished_run: tuple[Path, float]) -> None:
     workdir, _ = finished_run
     report = workdir / "results" / "report.html"

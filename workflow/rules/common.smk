@@ -244,14 +244,41 @@ def analysis_key(wildcards) -> str:
     return _digest(config.get("analysis", {}))
 
 
+def summary_outputs() -> list[str]:
+    """What the MLflow import, aggregation, tables and figures write."""
+    return [*rules.track.output, *rules.aggregate.output, *rules.tables.output, *rules.figures.output]
+
+
+def rebuild_partial_results() -> None:
+    """After a failed job (with or without --keep-going), rebuild the MLflow import, summary,
+    tables and figures from the runs that finished: they say "partial" and n=..., missing.csv says
+    why each other run is missing, and no output of an earlier run survives looking current.
+    (The next complete run replaces them: their inputs are then newer.)"""
+    if not workflow.is_main_process:
+        return
+    for path in summary_outputs():
+        Path(path).unlink(missing_ok=True)
+    logger.warning(f"A job failed: rebuilding the summary, tables and figures from the runs that finished "
+                   f"(partial; {SUMMARY}/missing.csv says what is missing and why). Log: {LOGS}/partial.log")
+    runs_dir = shlex.quote(f"{RESULTS}/runs")
+    log = shlex.quote(f"{LOGS}/partial.log")
+    Path(LOGS).mkdir(parents=True, exist_ok=True)
+    for cmd in (
+        f"python -m calql track --config {shlex.quote(CONFIG_FILE)} --runs-dir {runs_dir}"
+        f" --summary {shlex.quote(rules.track.output.summary)}",
+        f"python -m analysis all --config {shlex.quote(CONFIG_FILE)} --runs-dir {runs_dir}",
+    ):
+        try:
+            shell(f"{cmd} >> {log} 2>&1")
+        except Exception:  # noqa: BLE001 - report and go on: the other step may still work
+            logger.error(f"could not rebuild the partial results: `{cmd}` failed (see {LOGS}/partial.log)")
+
+
 def all_targets() -> list[str]:
     """Every output of every run (not only run.json: Snakemake does not rebuild a deleted file
     whose consumers are up to date unless a target names it), then the summary outputs."""
     return [
         *[f for phase in ("pretrain", "finetune") for out in getattr(rules, phase).output
           for f in run_files(out, phase)],
-        *rules.track.output,
-        *rules.aggregate.output,
-        *rules.tables.output,
-        *rules.figures.output,
+        *summary_outputs(),
     ]
