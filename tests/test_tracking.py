@@ -138,3 +138,95 @@ def test_live_logging_to_sqlite(tmp_path: Path, finished_runs: tuple[Path, Path]
     assert run.data.metrics == {"pretrain/score": 50.0, "pretrain/q_policy": -3.0}
     assert run.data.tags["calql.source"] == "live" and run.data.params["agent.beta"] == "10.0"
     assert math.isclose(run.data.metrics["pretrain/score"], 50.0)
+
+
+# ----------------------------------------------------------------------------- concurrency (issue 12.5)
+def _half_initialised_store(path: Path) -> None:
+    """What a process killed while creating a store leaves: the initial tables, no migrations."""
+    import sqlalchemy
+    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
+
+    InitialBase.metadata.create_all(sqlalchemy.create_engine(f"sqlite:///{path}"))
+
+
+def test_concurrent_track_processes_keep_one_run_per_key(tmp_path: Path, finished_runs: tuple[Path, Path]) -> None:
+    """Four `calql track` at once on a fresh, a half-initialised and a full store: all exit 0 and
+    the store holds exactly one run per (task, method, seed). They used to crash ("duplicate
+    column name", "already exists") or leave duplicates."""
+    cfg_path, runs = finished_runs
+    fresh, half = tmp_path / "fresh" / "mlflow.db", tmp_path / "half" / "mlflow.db"
+    half.parent.mkdir()
+    _half_initialised_store(half)
+    for db in (fresh, half, fresh):  # the second round on `fresh` finds a full store
+        uri = f"sqlite:///{db}"
+        cmd = [sys.executable, "-m", "calql.cli", "-q", "track", "--config", str(cfg_path), "--runs-dir", str(runs),
+               "--uri", uri]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [p.communicate(timeout=600)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, errors
+        keys = sorted(r.data.tags["calql.run_key"] for r in _active_runs(uri, "pytest"))
+        assert keys == ["umaze/iql/seed0", "umaze/sac/seed0"], (db, keys)
+
+
+_LIVE_WRITER = """
+import json, sys
+from calql.tracking.mlflow_live import LiveRun
+config, seed, rows = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+live = LiveRun(config, {"task": "umaze", "method": "iql", "agent": {"beta": 10.0}}, "pretrain", seed)
+assert live.client is not None, "live logging did not start"
+for step in range(rows):
+    live.log_row({"score": float(step), "q_policy": -float(step), "train/critic_loss": 1.0 / (step + 1)}, step)
+live.finish(True)
+assert not live.pending
+"""
+
+
+@pytest.mark.slow
+def test_live_logging_from_many_jobs_to_one_server_loses_no_metric(tmp_path: Path) -> None:
+    """Six training jobs logging live at once to one `mlflow server` on 127.0.0.1 (a fresh store,
+    so they also race to create the experiment): every metric of every row arrives."""
+    import json
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from mlflow import MlflowClient
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--default-artifact-root", (tmp_path / "artifacts").as_uri()],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, "mlflow server exited"
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not answer /health"
+                time.sleep(0.5)
+        config = {"experiment": "live-many", "results_dir": str(tmp_path), "tracking": {"live": True, "uri": uri}}
+        rows, seeds = 25, range(6)
+        writers = [subprocess.Popen([sys.executable, "-c", _LIVE_WRITER, json.dumps(config), str(s), str(rows)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for s in seeds]
+        errors = [w.communicate(timeout=600)[1] for w in writers]
+        assert [w.returncode for w in writers] == [0] * len(writers), errors
+        client = MlflowClient(tracking_uri=uri)
+        found = {r.data.tags["calql.run_key"]: r.info.run_id for r in _active_runs(uri, "live-many")}
+        assert sorted(found) == [f"umaze/iql/seed{s}" for s in seeds]
+        for run_id in found.values():
+            for name in ("pretrain/score", "pretrain/q_policy", "pretrain/train/critic_loss"):
+                assert sorted(m.step for m in client.get_metric_history(run_id, name)) == list(range(rows)), name
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

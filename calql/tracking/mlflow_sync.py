@@ -30,6 +30,7 @@ from calql.tracking.store import (
     flatten,
     row_metrics,
     run_key,
+    store_lock,
 )
 
 log = logging.getLogger(__name__)
@@ -127,10 +128,30 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
     return run_id
 
 
+def _keep_one(client: Any, exp_id: str, key: str) -> None:
+    """Delete all but one active run of ``key`` (the smallest run id, so that concurrent imports
+    into a tracking server all keep the same one)."""
+    runs = sorted(find_runs(client, exp_id, key), key=lambda r: r.info.run_id)
+    for extra in runs[1:]:
+        log.warning("deleting duplicate MLflow run %s of %s (a concurrent import)", extra.info.run_id, key)
+        client.delete_run(extra.info.run_id)
+
+
 def import_runs(config: dict[str, Any], runs_dir: Path, uri: str, log_checkpoints: bool = True) -> dict[str, Any]:
-    """Import every completed run under ``runs_dir``; returns a summary of what was done."""
+    """Import every completed run under ``runs_dir``; returns a summary of what was done.
+
+    Safe to run in several processes at once: on a local store they take turns
+    (:func:`store_lock`); on a tracking server each then keeps one run per key.
+    """
     if not runs_dir.is_dir():
         raise CalqlError(f"runs folder not found: {runs_dir}")
+    with store_lock(uri):
+        return _import_all(config, runs_dir, uri, log_checkpoints)
+
+
+def _import_all(config: dict[str, Any], runs_dir: Path, uri: str, log_checkpoints: bool) -> dict[str, Any]:
+    from mlflow.exceptions import MlflowException
+
     client = client_for(uri)
     exp_id = experiment_id(client, config["experiment"], artifact_location(config, uri))
     summary: dict[str, Any] = {"uri": uri, "experiment": config["experiment"], "experiment_id": exp_id,
@@ -144,7 +165,16 @@ def import_runs(config: dict[str, Any], runs_dir: Path, uri: str, log_checkpoint
             client.delete_run(old.info.run_id)
         if existing:
             summary["replaced"].append(rf.key)
-        run_id = _import_one(client, exp_id, rf, log_checkpoints)
+        try:
+            run_id = _import_one(client, exp_id, rf, log_checkpoints)
+        except MlflowException:
+            # on a tracking server a concurrent import may have deleted this half-made duplicate
+            if any(r.data.tags.get(TAG_SIGNATURE) == rf.signature() for r in find_runs(client, exp_id, rf.key)):
+                log.warning("%s was imported by a concurrent `calql track`; keeping that run", rf.key)
+                summary["unchanged"].append(rf.key)
+                continue
+            raise
         summary["imported"].append(rf.key)
         log.info("imported %s (%s) as MLflow run %s", rf.key, ",".join(rf.phases), run_id)
+        _keep_one(client, exp_id, rf.key)
     return summary

@@ -8,9 +8,13 @@ re-importing never duplicates runs. Metric names are namespaced by phase (``pret
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from calql.locking import exclusive_lock
 
 if TYPE_CHECKING:  # mlflow takes ~2 s to import: only where it is used
     from mlflow import MlflowClient
@@ -52,12 +56,43 @@ def client_for(uri: str) -> MlflowClient:
 
 
 def experiment_id(client: MlflowClient, name: str, artifact_root: str | None) -> str:
+    """The experiment's id, creating it if needed; another process creating it at the same moment
+    ("already exists") is not an error."""
+    from mlflow.exceptions import MlflowException
+
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_root)
+        except MlflowException:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """One writer at a time on a local SQLite store (``<db>.lock``), waiting for the others.
+
+    MLflow creates and migrates a new store's schema without a lock (concurrent first uses fail
+    with "duplicate column name"), and two imports of one run would both create it. A tracking
+    server serialises its own database, so nothing is locked for one.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    with exclusive_lock(path.with_name(path.name + ".lock"), "calql track", busy="is being written by"):
+        yield
 
 
 def find_runs(client: MlflowClient, exp_id: str, key: str) -> list[Any]:
