@@ -97,6 +97,17 @@ def test_default_config_dry_run_lists_every_job(tmp_path: Path) -> None:
     assert not (tmp_path / results).exists(), "a dry run must not write results"
 
 
+@pytest.mark.parametrize("name", ["umaze.yaml", "sweeps/default-task.yaml"])
+def test_extra_configs_dry_run(tmp_path: Path, name: str) -> None:
+    """The kept U-maze config and the sweep that chose the default run through the same workflow;
+    the sweep uses only tuning seeds, disjoint from the default's reporting seeds."""
+    config = load(REPO / "config" / name)
+    out = dry_run("--configfile", str(REPO / "config" / name), "--directory", str(tmp_path))
+    assert job_counts(out) == Counter({**expected_counts(config), "all": 1})
+    if name.startswith("sweeps/"):
+        assert not set(config["seeds"]) & set(load(REPO / "config" / "config.yaml")["seeds"])
+
+
 def test_paper_config_dry_runs_without_data(tmp_path: Path) -> None:
     config = load(REPO / "config" / "paper.yaml")
     domains = Counter(task["domain"] for task in config["tasks"].values())

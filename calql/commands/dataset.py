@@ -26,8 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             ".npy files, read as the official loader with a restricted unpickler). The output is "
             "written atomically."
         ),
-        epilog="example: calql dataset --config config/config.yaml --task pointmaze-umaze "
-               "--out results/datasets/pointmaze-umaze.hdf5",
+        epilog="example: calql dataset --config config/config.yaml --task pointmaze-medium "
+               "--out results/datasets/pointmaze-medium.hdf5",
     )
     add_config_args(p)
     p.add_argument("--out", required=True, type=Path, help="output HDF5 path")

@@ -20,10 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "RUN/finetune/metrics.csv, checkpoints at episode ends (rerunning resumes exactly), "
             "and final.pt + run.json when done."
         ),
-        epilog="example: calql finetune --config config/config.yaml --task pointmaze-umaze --method calql "
-               "--seed 0 --dataset results/labeled/pointmaze-umaze.hdf5 "
-               "--run-dir results/runs/pointmaze-umaze/calql/seed0 "
-               "--init results/runs/pointmaze-umaze/calql/seed0/pretrain/final.pt",
+        epilog="example: calql finetune --config config/config.yaml --task pointmaze-medium --method calql "
+               "--seed 0 --dataset results/labeled/pointmaze-medium.hdf5 "
+               "--run-dir results/runs/pointmaze-medium/calql/seed0 "
+               "--init results/runs/pointmaze-medium/calql/seed0/pretrain/final.pt",
     )
     add_run_args(p)
     p.add_argument("--init", type=Path, default=None,

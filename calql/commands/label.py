@@ -34,8 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "observation layout matches the task's environment. Writes the dataset plus 'mc_returns' "
             "and 'train_rewards', and logs and stores a conventions summary (see `calql conventions`)."
         ),
-        epilog="example: calql label --config config/config.yaml --task pointmaze-umaze "
-               "--dataset results/datasets/pointmaze-umaze.hdf5 --out results/labeled/pointmaze-umaze.hdf5",
+        epilog="example: calql label --config config/config.yaml --task pointmaze-medium "
+               "--dataset results/datasets/pointmaze-medium.hdf5 --out results/labeled/pointmaze-medium.hdf5",
     )
     add_config_args(p)
     p.add_argument("--dataset", required=True, type=Path, help="raw dataset from `calql dataset`")

@@ -65,8 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "RUN/pretrain/checkpoints/last.pt (rerunning the same command resumes exactly), and "
             "final.pt + run.json when done."
         ),
-        epilog="example: calql pretrain --config config/config.yaml --task pointmaze-umaze --method calql "
-               "--seed 0 --dataset results/labeled/pointmaze-umaze.hdf5 --run-dir results/runs/pointmaze-umaze/calql/seed0",
+        epilog="example: calql pretrain --config config/config.yaml --task pointmaze-medium --method calql "
+               "--seed 0 --dataset results/labeled/pointmaze-medium.hdf5 --run-dir results/runs/pointmaze-medium/calql/seed0",
     )
     add_run_args(p)
     p.set_defaults(func=run)
