@@ -31,6 +31,12 @@ METRICS: dict[str, bool | None] = {
 }
 
 
+def present_metrics(scores: pd.DataFrame) -> list[str]:
+    """The summarised metrics this scores table has (a scores.csv from before a metric existed
+    lacks its column; it is skipped rather than failing the whole summary)."""
+    return [m for m in METRICS if m in scores.columns]
+
+
 def iqm(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     """Interquartile mean: mean of the values left after cutting 25% from each end.
 
@@ -97,8 +103,9 @@ def stratified_bootstrap(
 def per_task_stats(scores: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
     """Mean +- standard error (and a t interval) over seeds, per task x method x metric."""
     rows = []
+    metrics = present_metrics(scores)
     for (task, method), group in scores.groupby(["task", "method"], sort=True):
-        for metric in METRICS:
+        for metric in metrics:
             n, mean, se = mean_se(group[metric])
             if n == 0:
                 continue
@@ -130,8 +137,9 @@ def aggregate_stats(
     }
     all_tasks = set(scores["task"])
     rows = []
+    metrics = present_metrics(scores)
     for method, group in scores.groupby("method", sort=True):
-        for metric in METRICS:
+        for metric in metrics:
             per_task = {
                 task: g[metric].dropna().to_numpy(dtype=float) for task, g in group.groupby("task", sort=True)
             }
