@@ -125,7 +125,7 @@ def test_given_configfile_replaces_the_default(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
     shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
     out = dry_run("--configfile", str(REPO / "config" / "paper.yaml"), "--directory", str(tmp_path), "all")
-    readme = re.search(r"(\d+) tasks, (\d+) pre-training and (\d+) fine-tuning jobs", (REPO / "README.md").read_text())
+    readme = re.search(r"(\d+) tasks,\s+(\d+) pre-training and\s+(\d+)\s+fine-tuning jobs", (REPO / "README.md").read_text())
     assert readme, "README no longer states the paper's job counts"
     n_tasks, n_pretrain, n_finetune = map(int, readme.groups())
     counts = job_counts(out)
