@@ -322,18 +322,29 @@ def test_failed_job_leaves_partial_results_and_a_relabel(finished_run: tuple[Pat
     shutil.copytree(finished_run[0], workdir, symlinks=True)
     results = workdir / "results"
     labeled = results / "labeled" / "pointmaze-tiny.hdf5"
+    stamp = labeled.stat()
     with h5py.File(labeled, "r+") as f:
         f["rewards"][0] = f["rewards"][0] + 1.0
+    # Silent corruption (bit rot, a partial copy) keeps the time stamp: Snakemake then plans only
+    # the deleted run below, and that job is the one that finds the damage.
+    os.utime(labeled, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     (results / "runs/pointmaze-tiny/iql/seed1/finetune/metrics.csv").unlink()
-    summary_files = [p for d in ("summary", "figures", "mlflow") for p in (results / d).rglob("*")
+    # The summary, tables, figures and the import record; not the MLflow store's run artifacts,
+    # which the idempotent import keeps by design.
+    summary_files = [p for d in ("summary", "figures") for p in (results / d).rglob("*")
                      if p.is_file() and p.suffix in (".csv", ".md", ".tex", ".png", ".json")]
+    summary_files.append(results / "mlflow" / "imported.json")
     assert len(summary_files) > 10
     started = time.time()
     result = snakemake("--directory", str(workdir), "--cores", "2", "all", timeout=900)
     assert result.returncode != 0, result.stdout[-3000:]
     assert "rebuilding the summary" in result.stdout, result.stdout[-3000:]
-    stale = [str(p) for p in summary_files if not p.exists() or p.stat().st_mtime < started]
+    # Each old output is either rebuilt or gone (the conventions table of the corrupt, moved-aside
+    # labeled dataset has nothing to describe until it is relabeled); none is left as it was.
+    stale = [str(p) for p in summary_files if p.exists() and p.stat().st_mtime < started]
     assert not stale, f"outputs of the previous run left as they were: {stale}"
+    for name in ("summary/scores.csv", "summary/missing.csv", "summary/tables/scores.md", "mlflow/imported.json"):
+        assert (results / name).exists(), f"{name} was not rebuilt"
     missing = pd.read_csv(results / "summary" / "missing.csv")
     failed = missing[(missing["method"] == "iql") & (missing["seed"] == 1) & (missing["phase"] == "finetune")]
     assert list(failed["reason"]) == ["failed"] and "is corrupted" in failed["detail"].iloc[0], missing
