@@ -248,7 +248,9 @@ OVERVIEW_COLUMNS = (
     ("unlearning_dip", "dip", 1),
     ("offline_q_gap", "Q(s,pi(s)) - G after pre-training", 0),
 )
-def _interval(row: pd.Series | None, decimals: int) -> str:
+
+
+def _interval(row: dict | None, decimals: int) -> str:
     if row is None or not math.isfinite(float(row["mean"])):
         return "–"
     text = _fmt(float(row["mean"]), decimals)
@@ -262,7 +264,7 @@ def overview_markdown(per_task: pd.DataFrame, ci: float = 0.95, partial: str | N
     if per_task.empty:
         return f"**Overview.** No run has a number.{_partial_md(partial)}\n"
     level = int(round(100 * ci))
-    index = {(r.task, r.method, r.metric): r for r in per_task.itertuples(index=False)}
+    index = {(r["task"], r["method"], r["metric"]): r for r in per_task.to_dict("records")}
     lines = [
         f"**Overview.** Mean [{level}% Student-t interval] over seeds (n = seeds with the number); "
         "scores 0-100, regret 0-1 (evaluation-based), dip in score points, calibration gap in "
@@ -274,12 +276,9 @@ def overview_markdown(per_task: pd.DataFrame, ci: float = 0.95, partial: str | N
     ]
     for task in sorted(per_task["task"].unique()):
         for method in order_methods(per_task.loc[per_task["task"] == task, "method"].unique()):
-            cells, n = [], 0
-            for metric, _, decimals in OVERVIEW_COLUMNS:
-                row = index.get((task, method, metric))
-                series = None if row is None else pd.Series(row._asdict())
-                n = max(n, int(series["n_seeds"])) if series is not None else n
-                cells.append(_interval(series, decimals))
+            rows = [index.get((task, method, metric)) for metric, _, _ in OVERVIEW_COLUMNS]
+            n = max((int(r["n_seeds"]) for r in rows if r is not None), default=0)
+            cells = [_interval(r, decimals) for r, (_, _, decimals) in zip(rows, OVERVIEW_COLUMNS)]
             lines.append(f"| {task} | {method_label(method)} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
