@@ -346,3 +346,39 @@ def test_calql_without_online_calibration_is_cql_online():
     assert all(torch.equal(m1[k], m2[k]) for k in m1)
     calql.set_phase("offline")
     assert calql.update(batch)["qf1_loss"] != cql.update(batch)["qf1_loss"]
+
+
+def test_backup_samples_sac_knows_no_cql_setting():
+    """SAC's backup size comes from its own config (official default 10); CQL's follows cql_n_actions."""
+    assert SACConfig().n_backup_actions() == 10
+    assert SACConfig(backup_n_actions=3).n_backup_actions() == 3
+    assert SACConfig(max_target_backup=False, backup_n_actions=3).n_backup_actions() == 1
+    assert CQLConfig(cql_n_actions=4).n_backup_actions() == 4
+    assert CQLConfig(cql_n_actions=4, backup_n_actions=2).n_backup_actions() == 2
+    torch.manual_seed(0)
+    assert make_agent("sac", O, A, SMALL["sac"], "cpu").n_backup == 10
+    assert make_agent("cql", O, A, SMALL["cql"], "cpu").n_backup == 4
+
+
+def test_cql_action_sets_partition_the_critic_actions():
+    """Data, uniform, pi(.|s) and pi(.|s') sets tile the 1 + 3N critic actions without overlap."""
+    from calql.agents.cql import CQLActionSets
+
+    sets = CQLActionSets(n=3, n_backup=2)
+    columns = list(range(1 + 3 * 3))
+    tiled = [sets.data, *columns[sets.uniform], *columns[sets.current], *columns[sets.next]]
+    assert tiled == columns
+    assert columns[sets.policy] == columns[sets.current] + columns[sets.next]
+    assert list(range(1 + 3))[sets.state_samples] == [1, 2, 3]  # after the actor's sample
+    assert list(range(2 + 3))[sets.next_samples] == [2, 3, 4]  # after the 2 backup samples
+
+
+@pytest.mark.parametrize("lagrange", [False, True])
+def test_cql_alpha_prime_is_trained_only_with_lagrange(lagrange):
+    torch.manual_seed(0)
+    agent = make_agent("cql", O, A, {**SMALL["cql"], "cql_lagrange": lagrange}, "cpu")
+    before = agent.log_alpha_prime.item()
+    agent.update(make_batch())
+    optimized = {id(p) for group in agent.optimizer.param_groups for p in group["params"]}
+    assert (id(agent.log_alpha_prime) in optimized) == lagrange
+    assert (agent.log_alpha_prime.item() != before) == lagrange

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -146,28 +145,54 @@ def test_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path: Path, la
         _same_agent(run / "pretrain/final.pt", ref / "final.pt")
 
 
+#: Runs `calql` (argv after the snippet) with one hook that sends a real signal to the process
+#: at a fixed point, so the tests below never depend on timing: KILL_AT_CHECKPOINT=k sends
+#: SIGKILL right after the k-th checkpoints/last.pt is written; TERM_AT_UPDATE=n sends SIGTERM
+#: during gradient step n (the CLI's handler then checkpoints and stops).
+_CLI_WITH_SIGNAL = """
+import os, signal, sys
+import calql.training.checkpoint as checkpoint
+kill_at, term_at = int(os.environ.get("KILL_AT_CHECKPOINT", 0)), int(os.environ.get("TERM_AT_UPDATE", 0))
+save, saved = checkpoint.save_checkpoint, []
+def save_then_kill(path, state):
+    save(path, state)
+    saved.append(path)
+    if path.name == "last.pt" and len([p for p in saved if p.name == "last.pt"]) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.save_checkpoint = save_then_kill  # before calql.cli imports the training modules
+from calql.agents.sac import SACAgent
+update = SACAgent.update
+def update_then_term(self, batch):
+    metrics = update(self, batch)
+    if self.num_updates == term_at:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return metrics
+SACAgent.update = update_then_term
+from calql.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _cli(args: list[str], **hook: int) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-c", _CLI_WITH_SIGNAL, *args], {**os.environ, **{k: str(v) for k, v in hook.items()}}
+
+
 def test_cli_killed_with_sigkill_resumes_exactly(tmp_path: Path, labeled_dataset: Path) -> None:
-    """The real thing: `calql pretrain` killed with SIGKILL after a checkpoint, then rerun."""
+    """The real thing: `calql pretrain` killed with SIGKILL after its second checkpoint, then rerun."""
     from calql.training.pretrain import run_pretrain
 
     train = copy.deepcopy(TINY_TRAIN)
-    train["pretrain"].update(steps=1500, eval_every=500, checkpoint_every=100)
+    train["pretrain"].update(steps=300, eval_every=100, checkpoint_every=100)
     cfg_path = make_config(tmp_path, train)
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "calql.cli", "-q", "pretrain", "--config", str(cfg_path), "--task", "umaze",
-           "--method", "iql", "--seed", "5", "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = run_dir / "pretrain/checkpoints/last.pt"
-    deadline = time.monotonic() + 120
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if (run_dir / "pretrain/run.json").exists():
-        pytest.skip("the run finished before it could be killed (machine too fast for this budget)")
-    assert proc.returncode == -signal.SIGKILL
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    args = ["-q", "pretrain", "--config", str(cfg_path), "--task", "umaze", "--method", "iql", "--seed", "5",
+            "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
+    cmd, env = _cli(args, KILL_AT_CHECKPOINT=2)
+    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert load_checkpoint(run_dir / "pretrain/checkpoints/last.pt")["counters"]["grad_step"] == 200
+    assert (run_dir / "pretrain/checkpoints/prev.pt").exists() and not (run_dir / "pretrain/run.json").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # no hook: runs to the end
     assert done.returncode == 0, done.stderr
     assert not list(run_dir.glob("**/*.tmp-*")), "a killed job's temporary files were left behind"
     ref = run_pretrain(load_config(cfg_path), "umaze", "iql", 5, labeled_dataset, tmp_path / "ref", progress=False)
@@ -180,29 +205,23 @@ def test_cli_sigterm_checkpoints_mid_burst_and_resumes_exactly(tmp_path: Path, l
     from calql.training.finetune import run_finetune
 
     train = copy.deepcopy(TINY_TRAIN)
-    # 3000 env steps (several seconds) so that SIGTERM, sent 1.5 s after the first evaluation,
-    # lands mid-run even on a fast, idle machine.
-    train["finetune"].update(env_steps=3000, checkpoint_every_env_steps=100000, checkpoint_minutes=1000.0)
+    train["finetune"].update(env_steps=1000, checkpoint_every_env_steps=100000, checkpoint_minutes=1000.0)
     cfg_path = make_config(tmp_path, train)
     run_dir = tmp_path / "termed"
-    cmd = [sys.executable, "-m", "calql.cli", "finetune", "--config", str(cfg_path), "--task", "umaze",
-           "--method", "sac", "--seed", "2", "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    metrics = run_dir / "finetune/metrics.csv"
-    deadline = time.monotonic() + 120
-    while not metrics.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.5)  # inside the first bursts of gradient steps
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    if (run_dir / "finetune/run.json").exists():
-        pytest.skip("the run finished before SIGTERM arrived (machine too fast for this budget)")
-    assert proc.returncode == 2 and "SIGTERM" in err and "rerun the same command" in err
+    args = ["finetune", "--config", str(cfg_path), "--task", "umaze", "--method", "sac", "--seed", "2",
+            "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
+    cmd, env = _cli(args, TERM_AT_UPDATE=333)
+    termed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert termed.returncode == 2 and "SIGTERM" in termed.stderr and "rerun the same command" in termed.stderr
     counters = load_checkpoint(run_dir / "finetune/checkpoints/last.pt")["counters"]
-    assert 0 < counters["env_steps"] <= 3000 and not (run_dir / "finetune/final.pt").exists()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    # stopped inside an episode's gradient steps, before that episode's evaluation/checkpoint work
+    assert counters["grad_step"] == 333 and not counters["boundary_done"], counters
+    assert not (run_dir / "finetune/final.pt").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # no hook: runs to the end
     assert done.returncode == 0, done.stderr
     ref = run_finetune(load_config(cfg_path), "umaze", "sac", 2, labeled_dataset, tmp_path / "ref", progress=False)
-    resumed, expected = metrics_without_timing(metrics), metrics_without_timing(ref / "metrics.csv")
+    resumed, expected = metrics_without_timing(run_dir / "finetune/metrics.csv"), metrics_without_timing(
+        ref / "metrics.csv"
+    )
     assert resumed == expected, (counters, [(a, b) for a, b in zip(resumed, expected) if a != b])
     _same_agent(run_dir / "finetune/final.pt", ref / "final.pt")

@@ -140,7 +140,7 @@ class SACConfig(AgentConfig):
     """Official `cql_max_target_backup`: max over `backup_n_actions` samples of min target Q."""
     backup_n_actions: int | None = None
     """Samples from pi(.|s') for the max-target backup; None = as the official code, which uses
-    `cql_n_actions` (10 by default; 10 for `sac`)."""
+    `cql_n_actions` (10 by default; 10 for `sac`): see :meth:`n_backup_actions`."""
     compile: bool = False
     """torch.compile the loss computation (costs ~25 s per process on CPU; off by default)."""
 
@@ -151,6 +151,18 @@ class SACConfig(AgentConfig):
         self._check(0.0 < self.tau <= 1.0, "tau", "in (0, 1]")
         self._check(self.backup_n_actions is None or self.backup_n_actions >= 1, "backup_n_actions", ">= 1 or null")
         self._check(self.alpha_multiplier >= 0, "alpha_multiplier", ">= 0")
+
+    def n_backup_actions(self) -> int:
+        """Samples of pi(.|s') in the Bellman backup: 1 without the max-target backup, else
+        `backup_n_actions`, or when that is null the official default."""
+        if not self.max_target_backup:
+            return 1
+        if self.backup_n_actions is not None:
+            return self.backup_n_actions
+        return self._official_backup_n_actions()
+
+    def _official_backup_n_actions(self) -> int:
+        return 10  # the official code's default `cql_n_actions`, used by the backup also without CQL
 
 
 @dataclass
@@ -183,6 +195,9 @@ class CQLConfig(SACConfig):
         self._check(self.cql_n_actions >= 1, "cql_n_actions", ">= 1")
         self._check(self.cql_temp > 0, "cql_temp", "> 0")
         self._check(self.cql_clip_diff_min <= self.cql_clip_diff_max, "cql_clip_diff_min", "<= cql_clip_diff_max")
+
+    def _official_backup_n_actions(self) -> int:
+        return self.cql_n_actions  # official: the backup draws as many samples as each CQL set
 
 
 @dataclass

@@ -7,12 +7,61 @@ as in the original CQL code). Policy samples and log-probs are constants for the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from calql.agents import losses as L
 from calql.agents.configs import CQLConfig
 from calql.agents.sac import Metrics, SACAgent
+
+
+@dataclass(frozen=True)
+class CQLActionSets:
+    """Where each set of actions lies along the critics' action axis (and in the policy samples).
+
+    Each critic values ``1 + 3N`` actions at the state s: column 0 the data action, then N uniform
+    actions, N samples of pi(.|s), N samples of pi(.|s'). The policy samples at s hold the
+    actor's sample in column 0, then the N CQL samples; those at s' hold the ``n_backup`` backup
+    samples, then the N CQL samples.
+    """
+
+    n: int
+    """N = ``cql_n_actions``: actions per set."""
+    n_backup: int
+    """Policy samples at s' used by the Bellman backup (before the CQL ones)."""
+
+    data = 0
+
+    @property
+    def uniform(self) -> slice:
+        return slice(1, 1 + self.n)
+
+    @property
+    def current(self) -> slice:
+        """Values of the pi(.|s) samples."""
+        return slice(1 + self.n, 1 + 2 * self.n)
+
+    @property
+    def next(self) -> slice:
+        """Values of the pi(.|s') samples (valued at s)."""
+        return slice(1 + 2 * self.n, 1 + 3 * self.n)
+
+    @property
+    def policy(self) -> slice:
+        """Values of both policy sets: the ones Cal-QL bounds."""
+        return slice(1 + self.n, 1 + 3 * self.n)
+
+    @property
+    def state_samples(self) -> slice:
+        """The CQL samples among the policy samples at s (after the actor's)."""
+        return slice(1, 1 + self.n)
+
+    @property
+    def next_samples(self) -> slice:
+        """The CQL samples among the policy samples at s' (after the backup's)."""
+        return slice(self.n_backup, self.n_backup + self.n)
 
 
 class CQLAgent(SACAgent):
@@ -22,18 +71,19 @@ class CQLAgent(SACAgent):
     cfg: CQLConfig
 
     def __init__(self, obs_dim: int, act_dim: int, config: CQLConfig, device: str | torch.device) -> None:
-        # log alpha' = 1.0 initially (alpha' = e); trained only with cql_lagrange.
-        self.log_alpha_prime = nn.Parameter(torch.ones((), device=torch.device(device)))
-        super().__init__(obs_dim, act_dim, config, device)
+        # log alpha' = 1.0 initially (alpha' = e); trained only with cql_lagrange, by the critics'
+        # Adam group at qf_lr (official).
+        log_alpha_prime = nn.Parameter(torch.ones((), device=torch.device(device)))
+        extra = [log_alpha_prime] if config.cql_lagrange else []
+        super().__init__(obs_dim, act_dim, config, device, extra_critic_params=extra)
+        self.log_alpha_prime = log_alpha_prime
+        self.sets = CQLActionSets(config.cql_n_actions, self.n_backup)
 
     def _on_phase(self) -> None:
         online = self.phase == "online"
         self._use_cql = (not online) or self.cfg.online_use_cql
         w_online = self.cfg.cql_min_q_weight_online
         self._cql_weight = w_online if (online and w_online >= 0) else self.cfg.cql_min_q_weight
-
-    def _extra_critic_group_params(self) -> list[nn.Parameter]:
-        return [self.log_alpha_prime] if self.cfg.cql_lagrange else []  # official: Adam at qf_lr
 
     def _tensors(self) -> dict[str, Tensor]:
         return {**super()._tensors(), "log_alpha_prime": self.log_alpha_prime}
@@ -44,15 +94,17 @@ class CQLAgent(SACAgent):
     def _n_next_samples(self) -> int:
         return self.n_backup + self.cfg.cql_n_actions if self._use_cql else self.n_backup
 
-    def _needs_uniform(self) -> bool:
-        return self._use_cql
+    def _n_uniform_actions(self) -> int:
+        return self.cfg.cql_n_actions if self._use_cql else 0
 
     def _critic_actions(self, batch: dict[str, Tensor], s_act: Tensor, n_act: Tensor, rand: Tensor | None) -> Tensor:
         if not self._use_cql:
             return super()._critic_actions(batch, s_act, n_act, rand)
-        n, nb = self.cfg.cql_n_actions, self.n_backup
+        sets = self.sets
         assert rand is not None
-        return torch.cat([batch["actions"].unsqueeze(1), rand, s_act[:, 1 : 1 + n], n_act[:, nb : nb + n]], dim=1)
+        return torch.cat(
+            [batch["actions"].unsqueeze(1), rand, s_act[:, sets.state_samples], n_act[:, sets.next_samples]], dim=1
+        )
 
     def _policy_values(self, q_cur: Tensor, q_next: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Hook on the policy-action values before the IS correction (Cal-QL bounds them here)."""
@@ -63,11 +115,11 @@ class CQLAgent(SACAgent):
     ) -> tuple[list[Tensor] | None, Tensor | None, Metrics]:
         if not self._use_cql:
             return None, None, {}
-        c, n, nb = self.cfg, self.cfg.cql_n_actions, self.n_backup
-        lp_cur, lp_next = s_logp[:, 1 : 1 + n], n_logp[:, nb : nb + n]
+        c, sets = self.cfg, self.sets
+        lp_cur, lp_next = s_logp[:, sets.state_samples], n_logp[:, sets.next_samples]
         gaps = []
         for q in q_all:
-            q_data, q_rand, q_cur, q_next = q[:, 0], q[:, 1 : 1 + n], q[:, 1 + n : 1 + 2 * n], q[:, 1 + 2 * n :]
+            q_data, q_rand, q_cur, q_next = q[:, sets.data], q[:, sets.uniform], q[:, sets.current], q[:, sets.next]
             q_cur, q_next = self._policy_values(q_cur, q_next, batch)
             if c.cql_importance_sample:
                 cat = L.cql_cat_is(q_rand, q_next, q_cur, lp_next, lp_cur, self.act_dim)
@@ -90,6 +142,6 @@ class CQLAgent(SACAgent):
         )
         mc = batch.get("mc_returns")
         if mc is not None:  # fraction of policy-action values below G (before any bound), both critics
-            pol = torch.cat([q[:, 1 + n :].detach() for q in q_all], dim=1)
+            pol = torch.cat([q[:, sets.policy].detach() for q in q_all], dim=1)
             metrics["bound_rate"] = L.bound_rate(pol, mc)
         return penalties, alpha_prime_loss, metrics

@@ -39,7 +39,16 @@ class SACAgent(Agent):
     method = "sac"
     cfg: SACConfig
 
-    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, device: str | torch.device) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        config: SACConfig,
+        device: str | torch.device,
+        extra_critic_params: list[nn.Parameter] | None = None,
+    ) -> None:
+        """``extra_critic_params``: further parameters trained by the critics' Adam group at
+        ``qf_lr`` (CQL's Lagrange log alpha')."""
         super().__init__(obs_dim, act_dim, config, device)
         c = config
         self.policy = TanhGaussianPolicy(
@@ -51,12 +60,11 @@ class SACAgent(Agent):
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.zeros((), device=self.device))
         self.target_entropy = -float(act_dim) if c.target_entropy is None else float(c.target_entropy)
-        n_backup = c.backup_n_actions or getattr(c, "cql_n_actions", 10)
-        self.n_backup = n_backup if c.max_target_backup else 1
+        self.n_backup = c.n_backup_actions()
         policy_group = list(self.policy.parameters())
         if c.use_automatic_entropy_tuning:
             policy_group.append(self.log_alpha)  # official: log alpha's Adam uses policy_lr
-        critic_group = list(self.critics.parameters()) + self._extra_critic_group_params()
+        critic_group = list(self.critics.parameters()) + list(extra_critic_params or [])
         self.optimizer = make_adam(
             [{"params": policy_group, "lr": c.policy_lr}, {"params": critic_group, "lr": c.qf_lr}], self.device
         )
@@ -68,9 +76,6 @@ class SACAgent(Agent):
         self._on_phase()
 
     # ---- hooks for CQL -------------------------------------------------------------------
-    def _extra_critic_group_params(self) -> list[nn.Parameter]:
-        return []
-
     def _n_state_samples(self) -> int:
         """Policy samples per state s: 1 for the actor (CQL adds N)."""
         return 1
@@ -89,8 +94,9 @@ class SACAgent(Agent):
         """Per-critic extra loss terms, an extra loss on other parameters, metrics (SAC: none)."""
         return None, None, {}
 
-    def _needs_uniform(self) -> bool:
-        return False
+    def _n_uniform_actions(self) -> int:
+        """Uniform random actions per state s (CQL's set; SAC: none)."""
+        return 0
 
     # ---- update ----------------------------------------------------------------------------
     def _draw_noise(self, batch_size: int) -> tuple[Tensor, Tensor | None]:
@@ -98,9 +104,10 @@ class SACAgent(Agent):
         k = max(self._n_state_samples(), self._n_next_samples())
         eps = self._randn(2 * batch_size, k, self.act_dim)
         rand = None
-        if self._needs_uniform():
-            n = self.cfg.cql_n_actions  # type: ignore[attr-defined]
-            rand = torch.rand(batch_size, n, self.act_dim, generator=self.generator, device=self.device) * 2.0 - 1.0
+        n_uniform = self._n_uniform_actions()
+        if n_uniform:
+            rand = torch.rand(batch_size, n_uniform, self.act_dim, generator=self.generator, device=self.device)
+            rand = rand * 2.0 - 1.0
         return eps, rand
 
     def _alpha(self, log_pi: Tensor) -> tuple[Tensor, Tensor | None]:
