@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "pretrain",
     "finetune": "finetune",
     "track": "track",
+    "check-config": "check_config",
 }
 
 log = logging.getLogger("calql")

@@ -1,11 +1,16 @@
 """Config validation names the bad key or value."""
 
+import logging
+from pathlib import Path
+
 import pytest
 import yaml
 
 from calql.config import get_task, load_config, validate_config
 from calql.errors import ConfigError
 from tests.conftest import UMAZE_TASK, write_config
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _cfg(**task_changes):
@@ -71,3 +76,37 @@ def test_shipped_configs_validate():
 def test_write_config_roundtrip(tmp_path):
     path = write_config(tmp_path / "c.yaml")
     assert yaml.safe_load(path.read_text())["tasks"]["umaze"]["domain"] == "pointmaze"
+
+
+def test_check_config_names_file_line_and_column_of_a_yaml_error(tmp_path: Path, caplog) -> None:
+    """Snakemake's own --configfile loader hides where a YAML error is; `calql check-config` says."""
+    from calql.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: x\ntasks:\n  a: [1, 2\n  b: 3\n")
+    with caplog.at_level(logging.ERROR):
+        assert main(["check-config", str(bad)]) == 2
+    assert f"{bad}, line 4, column 4: not valid YAML" in caplog.text
+
+
+def test_check_config_prints_the_effective_budgets(capsys) -> None:
+    from calql.cli import main
+
+    assert main(["check-config", str(REPO / "config" / "paper.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "config/paper.yaml: valid" in out
+    # The paper's AntMaze budget, not a merged default's (issue 12.1).
+    antmaze = [line for line in out.splitlines() if "antmaze" in line and " calql " in line]
+    assert antmaze and all("1,000,000 offline steps" in line for line in antmaze), out
+
+
+def test_check_config_names_the_file_of_a_schema_error(tmp_path: Path, caplog) -> None:
+    from calql.cli import main
+
+    bad = tmp_path / "typo.yaml"
+    config = yaml.safe_load((REPO / ".test" / "config" / "config.yaml").read_text())
+    config["seedz"] = config.pop("seeds")
+    bad.write_text(yaml.safe_dump(config))
+    with caplog.at_level(logging.ERROR):
+        assert main(["check-config", str(bad)]) == 2
+    assert str(bad) in caplog.text and "seedz" in caplog.text
