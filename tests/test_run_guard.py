@@ -104,3 +104,34 @@ def test_corrupt_labeled_dataset_is_set_aside_with_the_rebuild_command(tmp_path:
     res = subprocess.run(pretrain_cmd(make_config(tmp_path), data, tmp_path / "run2"), capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 2 and "moved it aside as corrupt" in res.stderr, res.stderr
+
+
+def test_unreadable_pretrained_checkpoint_is_set_aside_so_the_workflow_rebuilds_it(
+        tmp_path: Path, labeled_dataset: Path) -> None:
+    """Issue 12.3: a corrupted pretrain/final.pt failed every fine-tuning rerun, and Snakemake never
+    rebuilt it (the file existed). Now the fine-tuning job moves it and the phase's run.json aside
+    (kept), so the pre-training output is missing and the next run rebuilds it; no file is deleted
+    by hand. The rebuilt checkpoint is the original one, bit for bit (a deterministic re-run)."""
+    cfg = make_config(tmp_path)
+    run_dir = tmp_path / "run"
+    assert subprocess.run(pretrain_cmd(cfg, labeled_dataset, run_dir), capture_output=True,
+                          timeout=300).returncode == 0
+    final = run_dir / "pretrain" / "final.pt"
+    original = final.read_bytes()
+    final.write_bytes(original[: len(original) // 2])  # truncated, as by a full disk
+    finetune = [sys.executable, "-m", "calql.cli", "finetune", "--config", str(cfg), "--task", "umaze",
+                "--method", "iql", "--seed", "0", "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
+    res = subprocess.run(finetune, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    aside = list(final.parent.glob("final.pt.unreadable-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == original[: len(original) // 2]
+    assert not final.exists() and not (run_dir / "pretrain" / "run.json").exists()
+    assert list(final.parent.glob("run.json.unreadable-final-*"))
+    for text in (str(final), f"Moved it aside to {aside[0]}", "snakemake", "pretrain job rebuilds it"):
+        assert text in res.stderr, (text, res.stderr)
+    # what the workflow's rerun does: pre-training (its outputs are missing), then fine-tuning
+    assert subprocess.run(pretrain_cmd(cfg, labeled_dataset, run_dir), capture_output=True,
+                          timeout=300).returncode == 0
+    assert final.read_bytes() == original
+    res = subprocess.run(finetune, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]

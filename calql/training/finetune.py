@@ -41,6 +41,7 @@ from calql.training.runner import (
     load_last,
     load_training_data,
     save_last,
+    set_aside,
     setup_torch,
 )
 from calql.training.seeding import (
@@ -59,12 +60,33 @@ def _next_multiple(value: int, every: int) -> int:
     return (value // every + 1) * every
 
 
+def _unreadable_init(ctx: PhaseContext, init: Path, exc: CheckpointError) -> CheckpointError:
+    """The error for an unreadable pre-trained checkpoint. If it is this run's own
+    ``pretrain/final.pt``, it is moved aside with the phase's ``run.json`` (kept, renamed), so the
+    pre-training phase is incomplete and the next `snakemake` run rebuilds it: no file needs
+    deleting by hand. A checkpoint given by hand elsewhere is left where it is."""
+    own = ctx.run_dir / "pretrain" / "final.pt"
+    if init.resolve() != own.resolve():
+        return CheckpointError(f"{exc}; pass another --init or re-run `calql pretrain` to rebuild it")
+    aside = set_aside(init, "unreadable")
+    record = own.with_name("run.json")
+    if record.exists():
+        set_aside(record, "unreadable-final")
+    log.error("moved the unreadable pre-trained checkpoint %s aside to %s", init, aside)
+    return CheckpointError(f"{exc}. Moved it aside to {aside}; rerun the same `snakemake` command (its "
+                           f"pretrain job rebuilds it, then this job runs again), or by hand `calql "
+                           f"pretrain` with --run-dir {ctx.run_dir}")
+
+
 def load_init(ctx: PhaseContext, agent: Any, init: Path) -> None:
     """Load the pre-trained agent, refusing one from another task/method/seed/size/pretrain config."""
     if not init.exists():
         raise CheckpointError(f"pre-trained checkpoint not found: {init} (run `calql pretrain` for this "
                               "task/method/seed first, or pass --init)")
-    state = load_checkpoint(init)
+    try:
+        state = load_checkpoint(init)
+    except CheckpointError as exc:
+        raise _unreadable_init(ctx, init, exc) from exc
     expected = {**ctx.identity(), "phase": "pretrain", "config_hash": phase_hash(ctx.run, "pretrain")}
     check_identity(state, expected, init)
     agent.load_state_dict(state["agent"])
