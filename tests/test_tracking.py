@@ -107,6 +107,40 @@ def test_track_imports_once_and_updates(finished_runs: tuple[Path, Path], labele
     assert "finetune/score" in active["umaze/iql/seed0"].data.metrics
 
 
+def test_imported_run_has_the_training_times_dataset_input_and_grouping_tags(
+        tmp_path: Path, finished_runs: tuple[Path, Path]) -> None:
+    """Issue 10: the UI showed the import's duration (68 ms for a 90 s run) and no dataset. An
+    imported run now starts when its first phase started and ends when its last phase ended, has
+    the labeled dataset as an input (checksum as digest), and tags to group the runs table by."""
+    import json
+
+    from mlflow import MlflowClient
+
+    from calql.tracking.mlflow_sync import import_runs
+
+    cfg_path, runs = finished_runs
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    import_runs(load_config(cfg_path), runs, uri, log_checkpoints=False)
+    client = MlflowClient(tracking_uri=uri)
+    found = {r.data.tags["calql.run_key"]: r for r in _active_runs(uri, "pytest")}
+    iql = client.get_run(found["umaze/iql/seed0"].info.run_id)
+    # pre-training, and fine-tuning if another test of this module has run it
+    phases = [d for d in (runs / "umaze/iql/seed0/pretrain", runs / "umaze/iql/seed0/finetune")
+              if (d / "run.json").exists()]
+    first, last = phases[0] / "run.json", phases[-1] / "run.json"
+    record = json.loads(first.read_text())
+    assert iql.info.end_time == int(last.stat().st_mtime * 1000)
+    assert iql.info.start_time == int(first.stat().st_mtime * 1000) - int(1000 * record["wall_time_s"])
+    assert iql.info.end_time - iql.info.start_time >= 1000 * record["wall_time_s"] - 1
+    assert {k: iql.data.tags[k] for k in ("task", "algorithm", "variant", "seed")} == {
+        "task": "umaze", "algorithm": "iql", "variant": "iql", "seed": "0"}
+    (inp,) = iql.inputs.dataset_inputs
+    assert inp.dataset.digest == record["dataset"]["checksum"][:32]
+    assert json.loads(inp.dataset.profile) == {"sha256": record["dataset"]["checksum"]}
+    assert inp.dataset.name == "umaze-labeled"
+    assert {t.key: t.value for t in inp.tags} == {"mlflow.data.context": "training"}
+
+
 def test_live_logging_to_unreachable_server_only_warns(finished_runs: tuple[Path, Path],
                                                          caplog: pytest.LogCaptureFixture,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:

@@ -86,6 +86,33 @@ def discover(runs_dir: Path) -> list[RunFiles]:
     return [found[k] for k in sorted(found)]
 
 
+def _phase_end_ms(phase_dir: Path) -> int:
+    """When a phase finished: its run.json is written last, so its modification time."""
+    return int((phase_dir / "run.json").stat().st_mtime * 1000)
+
+
+def _phase_start_ms(phase_dir: Path, record: dict[str, Any]) -> int:
+    return _phase_end_ms(phase_dir) - int(1000 * float(record.get("wall_time_s") or 0.0))
+
+
+def _dataset_input(task: str, record: dict[str, Any]) -> Any:
+    """The labeled dataset the run trained on, as an MLflow run input (its checksum is the digest,
+    so runs on the same data group together in the UI)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    meta = record.get("dataset") or {}
+    checksum = str(meta.get("checksum") or "unknown")
+    source = {"env_id": meta.get("env_id"), **(meta.get("source") or {})}
+    dataset = Dataset(
+        name=f"{task}-labeled",
+        digest=checksum[:32],  # MLflow's digest column holds 36 characters; the full one is in the profile
+        source_type="calql",
+        source=json.dumps(source, sort_keys=True, default=str),
+        profile=json.dumps({"sha256": checksum}),
+    )
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])
+
+
 def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -> str:
     from mlflow.entities import Metric, Param, RunTag
 
@@ -94,13 +121,19 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
     tags = {
         TAG_KEY: rf.key, TAG_SOURCE: "import", TAG_SIGNATURE: rf.signature(),
         "task": rf.task, "method": rf.method, "seed": str(rf.seed), "phases": ",".join(phases),
+        # For grouping in the runs table. Every method is its own algorithm until named variants
+        # (one algorithm, several settings) exist.
+        "algorithm": rf.method, "variant": rf.method,
         "git_commit": str(last.get("git_commit")), "config_hash": str(last.get("run_config_hash")),
         "mlflow.runName": rf.key.replace("/", "-"),
     }
     for p in phases:
         tags[f"git_commit.{p}"] = str(rf.records[p].get("git_commit"))
-    run = client.create_run(exp_id, tags=tags)
+    # The training's own start and end (not the import's), so the UI shows how long it ran.
+    first = phases[0]
+    run = client.create_run(exp_id, start_time=_phase_start_ms(rf.phases[first], rf.records[first]), tags=tags)
     run_id = run.info.run_id
+    client.log_inputs(run_id, datasets=[_dataset_input(rf.task, last)])
     params = flatten(last.get("config") or {})
     items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
     for i in range(0, len(items), 100):
@@ -110,7 +143,7 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
         d = rf.phases[phase]
         rows = read_metrics(d / "metrics.csv")
         # timestamps reconstructed from the phase's end time and each row's wall time
-        end_ms = int((d / "run.json").stat().st_mtime * 1000)
+        end_ms = _phase_end_ms(d)
         total_s = float(rf.records[phase].get("wall_time_s") or 0.0)
         for row in rows:
             step = int(row["env_steps"] if phase == "finetune" else row["grad_step"])
@@ -124,7 +157,7 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
         client.log_batch(run_id, metrics=metrics[i:i + _BATCH])
     client.log_dict(run_id, last.get("config") or {}, "run_config.json")
     client.log_batch(run_id, tags=[RunTag(f"phase.{p}", "complete") for p in phases])
-    client.set_terminated(run_id, "FINISHED")
+    client.set_terminated(run_id, "FINISHED", end_time=_phase_end_ms(rf.phases[phases[-1]]))
     return run_id
 
 
