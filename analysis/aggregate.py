@@ -14,14 +14,13 @@ from analysis.io import write_csv
 from analysis.metrics import run_scores
 from analysis.runs import (
     LoadedRuns,
-    RunKey,
     discover_runs,
-    existing_runs,
     expected_runs,
     load_runs,
     problems_frame,
 )
 from calql.errors import CalqlError
+from calql.runs import RunKey
 from calql.training.config import run_phases
 
 log = logging.getLogger(__name__)
@@ -107,9 +106,9 @@ def aggregate(
     runs_dir = Path(runs_dir)
     keys: list[RunKey] = expected_runs(config) if config is not None else discover_runs(runs_dir)
     if not keys:
-        raise CalqlError(f"no runs found under {runs_dir} (expected <task>/<method>/seed<N>/ folders)")
+        raise CalqlError(f"no runs found under {runs_dir} (expected {RunKey.PATTERN}/ folders)")
     if config is not None:
-        extra = set(existing_runs(runs_dir)) - set(keys)
+        extra = set(RunKey.existing(runs_dir)) - set(keys)
         if extra:
             log.info(
                 "ignoring %d run folder(s) not in the config, e.g. %s", len(extra), sorted(extra, key=str)[0]

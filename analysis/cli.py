@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from calql.errors import CalqlError
+from calql.runs import RUNS_SUBDIR, runs_dir_of
 
 log = logging.getLogger("analysis")
 
@@ -42,7 +43,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     config, settings = _load(args)
     if getattr(args, "include_incomplete", False):
         settings = dataclasses.replace(settings, include_incomplete=True)
-    runs_dir = _path(args.runs_dir, config, "runs", "--runs-dir")
+    runs_dir = _path(args.runs_dir, config, RUNS_SUBDIR, "--runs-dir")
     out_dir = _path(args.out_dir, config, "summary", "--out-dir")
     summary = aggregate(runs_dir, config, settings)
     for name, path in write_summary(summary, out_dir).items():
@@ -120,7 +121,7 @@ def cmd_all(args: argparse.Namespace) -> int:
         (
             cmd_aggregate,
             {
-                "runs_dir": args.runs_dir or str(results / "runs"),
+                "runs_dir": args.runs_dir or runs_dir_of(results),
                 "out_dir": summary,
                 "no_stats": False,
                 "include_incomplete": args.include_incomplete,

@@ -1,6 +1,7 @@
 """Find, check and load run files (docs/design.md, "Run files").
 
-Layout: ``<runs_dir>/<task>/<method>/seed<seed>/{pretrain,finetune}/{metrics.csv,run.json}``.
+Layout (:class:`calql.runs.RunKey`): ``<runs_dir>/<task>/<method>/seed<seed>/{pretrain,finetune}/``,
+each with ``metrics.csv`` and ``run.json``.
 A phase counts as complete only when its ``run.json`` says ``"status": "complete"`` (training
 writes it last, atomically). Every expected phase that is absent, unfinished, failed or
 unreadable becomes a :class:`PhaseProblem`, so nothing is dropped without a trace.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from calql.runs import RunKey
 from calql.training.config import run_phases
 from calql.training.guard import read_failure
 
@@ -30,18 +31,6 @@ REQUIRED_COLUMNS = ("grad_step", "env_steps", "score")
 OPTIONAL_COLUMNS = ("success_rate", "return_mean", "q_policy", "mc_return", "q_data")
 #: Problems logged one by one; the rest are summarised in one line (all go to missing.csv).
 MAX_LOGGED_PROBLEMS = 30
-_SEED_DIR = re.compile(r"^seed(\d+)$")
-
-
-
-@dataclass(frozen=True)
-class RunKey:
-    task: str
-    method: str
-    seed: int
-
-    def dir(self, runs_dir: Path) -> Path:
-        return runs_dir / self.task / self.method / f"seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -68,24 +57,13 @@ def expected_runs(config: dict[str, Any]) -> list[RunKey]:
     ]
 
 
-def existing_runs(runs_dir: Path) -> list[RunKey]:
-    """Runs that have a ``<task>/<method>/seed<N>`` folder under ``runs_dir``."""
-    found = []
-    if runs_dir.is_dir():
-        for seed_dir in runs_dir.glob("*/*/seed*"):
-            match = _SEED_DIR.match(seed_dir.name)
-            if seed_dir.is_dir() and match is not None:
-                found.append(RunKey(seed_dir.parent.parent.name, seed_dir.parent.name, int(match.group(1))))
-    return sorted(found, key=lambda k: (k.task, k.method, k.seed))
-
-
 def discover_runs(runs_dir: Path) -> list[RunKey]:
     """Every task x method x seed among the run folders under ``runs_dir``.
 
     Without a config the cross product of what exists is the best guess of what was intended,
     so a seed present for one method but not another is still reported missing.
     """
-    found = existing_runs(runs_dir)
+    found = RunKey.existing(runs_dir)
     tasks = sorted({k.task for k in found})
     methods = sorted({k.method for k in found})
     seeds = sorted({k.seed for k in found})

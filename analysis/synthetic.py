@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.runs import RunKey
+from calql.runs import RunKey
 from calql.training.config import run_phases
 
 

@@ -14,7 +14,7 @@ import yaml
 import analysis.plots
 from analysis.cli import main
 from analysis.partial import partial_note
-from analysis.runs import RunKey
+from calql.runs import RunKey
 from analysis.synthetic import write_study
 from calql.training.guard import failure_record
 

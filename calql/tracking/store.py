@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calql.locking import exclusive_lock
+from calql.runs import RunKey
 
 if TYPE_CHECKING:  # mlflow takes ~2 s to import: only where it is used
     from mlflow import MlflowClient
@@ -46,7 +47,8 @@ def artifact_location(config: dict[str, Any], uri: str) -> str | None:
 
 
 def run_key(task: str, method: str, seed: int) -> str:
-    return f"{task}/{method}/seed{int(seed)}"
+    """The MLflow run key of a run: its folder name under the runs folder."""
+    return RunKey(task, method, int(seed)).name
 
 
 def client_for(uri: str) -> MlflowClient:

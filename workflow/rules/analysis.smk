@@ -15,7 +15,7 @@ rule aggregate:
     params:
         config=job_config,
         key=analysis_key,
-        runs_dir=parent_dir("records", levels=5),
+        runs_dir=runs_dir,
         out_dir=parent_dir(),
         n_runs=lambda wildcards, input: len(input.records),
     conda:

@@ -16,6 +16,7 @@ from analysis.outputs import FIGURE_NAMES, OVERVIEW_TABLE, SUMMARY_FILES, TABLE_
 from calql.atomic import write_text
 from calql.config import validate_config
 from calql.errors import CalqlError
+from calql.runs import RunKey, runs_dir_of
 from calql.training.config import ONLINE_ONLY_METHODS, phase_hash, resolve_all
 
 # ----------------------------------------------------------------------------- config
@@ -33,6 +34,9 @@ TASKS = list(config["tasks"])
 METHODS = list(config["methods"])
 SEEDS = list(config["seeds"])
 LOGS = f"logs/{EXPERIMENT}"
+#: The runs folder and one run's folder RUN (calql.runs.RunKey: the layout every stage shares).
+RUNS = runs_dir_of(RESULTS)
+RUN = f"{RUNS}/{RunKey.PATTERN}"
 #: Methods that pre-train offline; `sac` (SAC from scratch) only fine-tunes.
 PRETRAINED = [m for m in METHODS if m not in ONLINE_ONLY_METHODS]
 
@@ -212,17 +216,29 @@ def all_metrics() -> list[str]:
     )
 
 
-def parent_dir(name: str | None = None, levels: int = 1):
-    """Param function: the folder `levels` up from the named input/output file (default: the
-    first output), so that no param repeats a path prefix of the rule's files."""
+def parent_dir(name: str | None = None):
+    """Param function: the folder of the named input/output file (default: the first output), so
+    that no param repeats a path prefix of the rule's files."""
 
     def get(wildcards, input, output) -> str:
         files = {**dict(input.items()), **dict(output.items())}
         path = files[name] if name else output[0]
         path = path[0] if isinstance(path, list) else path
-        return str(Path(path).parents[levels - 1])
+        return str(Path(path).parent)
 
     return get
+
+
+# The two param functions below take `output` / `input` only so that Snakemake counts them as
+# derived from the rule's files and leaves them out of its rerun check (like `parent_dir`).
+def run_dir(wildcards, output) -> str:
+    """Param function: RUN of a training job."""
+    return str(RunKey(wildcards.task, wildcards.method, int(wildcards.seed)).dir(RUNS))
+
+
+def runs_dir(wildcards, input) -> str:
+    """Param function: RUNS, the folder holding every run a rule reads."""
+    return RUNS
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -260,13 +276,13 @@ def rebuild_partial_results() -> None:
         Path(path).unlink(missing_ok=True)
     logger.warning(f"A job failed: rebuilding the summary, tables and figures from the runs that finished "
                    f"(partial; {SUMMARY}/missing.csv says what is missing and why). Log: {LOGS}/partial.log")
-    runs_dir = shlex.quote(f"{RESULTS}/runs")
+    runs = shlex.quote(RUNS)
     log = shlex.quote(f"{LOGS}/partial.log")
     Path(LOGS).mkdir(parents=True, exist_ok=True)
     for cmd in (
-        f"python -m calql track --config {shlex.quote(CONFIG_FILE)} --runs-dir {runs_dir}"
+        f"python -m calql track --config {shlex.quote(CONFIG_FILE)} --runs-dir {runs}"
         f" --summary {shlex.quote(rules.track.output.summary)}",
-        f"python -m analysis all --config {shlex.quote(CONFIG_FILE)} --runs-dir {runs_dir}",
+        f"python -m analysis all --config {shlex.quote(CONFIG_FILE)} --runs-dir {runs}",
     ):
         try:
             shell(f"{cmd} >> {log} 2>&1")

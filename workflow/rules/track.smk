@@ -13,7 +13,7 @@ rule track:
         "Importing {params.n_runs} run phases into MLflow"
     params:
         config=job_config,
-        runs_dir=parent_dir("records", levels=5),
+        runs_dir=runs_dir,
         n_runs=lambda wildcards, input: len(input.records),
         # rerun key: the tracking settings and the MLflow experiment the runs are filed under
         key=json.dumps({**config.get("tracking", {}), "experiment": EXPERIMENT}, sort_keys=True),

@@ -1,8 +1,8 @@
 # Training: offline pre-training (not for `sac`), then online fine-tuning, per task x method x seed.
 # Each phase writes metrics.csv, final.pt and run.json (docs/design.md, "Run files"); a killed job
 # resumes from RUN/<phase>/checkpoints/last.pt, which is not an output and so survives a rerun.
+# RUN (common.smk) is the run folder of calql.runs.RunKey.
 
-RUN = f"{RESULTS}/runs/{{task}}/{{method}}/seed{{seed}}"
 
 
 rule pretrain:
@@ -13,15 +13,15 @@ rule pretrain:
         checkpoint=f"{RUN}/pretrain/final.pt",
         record=f"{RUN}/pretrain/run.json",
     log:
-        f"{LOGS}/pretrain/{{task}}/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/pretrain/{RunKey.PATTERN}.log",
     benchmark:
-        f"{LOGS}/benchmarks/pretrain/{{task}}/{{method}}/seed{{seed}}.tsv"
+        f"{LOGS}/benchmarks/pretrain/{RunKey.PATTERN}.tsv"
     message:
         "Pre-training {wildcards.method} offline on {wildcards.task}, seed {wildcards.seed}"
     params:
         config=job_config,
         key=train_key("pretrain"),
-        run_dir=parent_dir("record", levels=2),
+        run_dir=run_dir,
     conda:
         "../envs/calql.yaml"
     threads: threads_of("pretrain")
@@ -41,15 +41,15 @@ rule finetune:
         checkpoint=f"{RUN}/finetune/final.pt",
         record=f"{RUN}/finetune/run.json",
     log:
-        f"{LOGS}/finetune/{{task}}/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/finetune/{RunKey.PATTERN}.log",
     benchmark:
-        f"{LOGS}/benchmarks/finetune/{{task}}/{{method}}/seed{{seed}}.tsv"
+        f"{LOGS}/benchmarks/finetune/{RunKey.PATTERN}.tsv"
     message:
         "Fine-tuning {wildcards.method} online on {wildcards.task}, seed {wildcards.seed}"
     params:
         config=job_config,
         key=train_key("finetune"),
-        run_dir=parent_dir("record", levels=2),
+        run_dir=run_dir,
         init=lambda wildcards, input: f"--init {input.init}" if "init" in input.keys() else "",
     conda:
         "../envs/calql.yaml"
