@@ -97,7 +97,7 @@ def test_default_config_dry_run_lists_every_job(tmp_path: Path) -> None:
     assert not (tmp_path / results).exists(), "a dry run must not write results"
 
 
-@pytest.mark.parametrize("name", ["umaze.yaml", "sweeps/default-task.yaml"])
+@pytest.mark.parametrize("name", ["umaze.yaml", "sweeps/default-task.yaml", "sweeps/default-budget.yaml"])
 def test_extra_configs_dry_run(tmp_path: Path, name: str) -> None:
     """The kept U-maze config and the sweep that chose the default run through the same workflow;
     the sweep uses only tuning seeds, disjoint from the default's reporting seeds."""
@@ -106,6 +106,31 @@ def test_extra_configs_dry_run(tmp_path: Path, name: str) -> None:
     assert job_counts(out) == Counter({**expected_counts(config), "all": 1})
     if name.startswith("sweeps/"):
         assert not set(config["seeds"]) & set(load(REPO / "config" / "config.yaml")["seeds"])
+
+
+def documented_configfile_commands() -> list[tuple[str, str]]:
+    """Every `snakemake ... --configfile <shipped config> ...` command the docs and configs show."""
+    found = []
+    docs = [REPO / "README.md", SNAKEFILE, *sorted((REPO / "config").rglob("*.yaml")),
+            *sorted((REPO / "config").rglob("*.md"))]
+    for doc in docs:
+        for line in doc.read_text().splitlines():
+            match = re.search(r"((?:\.venv/bin/)?snakemake [^`#|]*--configfile [^`#|]*)", line)
+            # (the Slurm-profile command is checked by test_given_configfile_replaces_the_default,
+            # with the overrides its placeholders need)
+            if match and "config/" in match.group(1) and "--workflow-profile" not in match.group(1) \
+                    and "..." not in match.group(1):
+                found.append((str(doc.relative_to(REPO)), match.group(1).strip()))
+    return found
+
+
+@pytest.mark.parametrize(("doc", "command"), documented_configfile_commands())
+def test_documented_configfile_commands_parse(tmp_path: Path, doc: str, command: str) -> None:
+    """Snakemake's --configfile takes several files, so `--configfile x.yaml all` reads `all` as a
+    config file and fails; every documented command must work as written (here: dry-run)."""
+    args = command.split()[1:]
+    out = dry_run(*args, "--directory", str(tmp_path))
+    assert "Job stats" in out, (doc, command)
 
 
 def test_paper_config_dry_runs_without_data(tmp_path: Path) -> None:
