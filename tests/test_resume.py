@@ -16,7 +16,7 @@ import torch
 from calql.config import load_config
 from calql.errors import CheckpointError
 from calql.training.checkpoint import load_checkpoint
-from calql.training.runner import StopRequested
+from calql.training.phase import StopRequested
 from tests.test_training import TINY_TRAIN, labeled_dataset, make_config, metrics_without_timing  # noqa: F401
 
 

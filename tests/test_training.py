@@ -352,7 +352,8 @@ def test_completed_phase_is_not_rerun_but_changed_config_is_refused(tmp_path: Pa
 
 
 def test_recorder_means_state_round_trip_and_divergence(tmp_path: Path) -> None:
-    from calql.training.runner import PhaseContext, PhaseRecorder
+    from calql.training.phase import PhaseContext
+    from calql.training.recorder import PhaseRecorder
 
     ctx = PhaseContext(run={"task": "t", "method": "cql"}, task=None, phase="pretrain", seed=0,  # type: ignore[arg-type]
                        run_dir=tmp_path, device=torch.device("cpu"))

@@ -33,7 +33,7 @@ def run_phase(args: argparse.Namespace, phase: str, train: Callable[..., Path], 
     """Load and validate the config, open live tracking if asked, run the phase, close tracking."""
     from calql.tracking.mlflow_live import live_logger
     from calql.training.guard import failure_record, run_lock
-    from calql.training.runner import install_sigterm_handler
+    from calql.training.phase import install_sigterm_handler
 
     config = load_config(args.config)
     install_sigterm_handler()

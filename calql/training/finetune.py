@@ -13,51 +13,54 @@ episodes are seeded by their index (:mod:`calql.training.seeding`).
 from __future__ import annotations
 
 import logging
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from calql.config import RewardSpec, get_task
+from calql.config import RewardSpec
 from calql.data.mc_returns import mc_returns_for_episode
 from calql.envs.make import make_env
 from calql.errors import CheckpointError, ConfigError
 from calql.training.buffers import CLIP_ACTION, OnlineBuffer, mixed_batch
 from calql.training.checkpoint import check_identity, load_checkpoint
-from calql.training.config import phase_hash, resolve_run_config
-from calql.training.evaluation import CalibrationProbe, evaluate, run_episode, score_spec
-from calql.training.runner import (
-    LiveLogger,
-    PhaseContext,
-    PhaseRecorder,
-    StopRequested,
-    already_complete,
-    checkpoint_state,
-    raise_terminated,
-    termination_requested,
-    finish_phase,
-    load_last,
-    load_training_data,
-    save_last,
-    set_aside,
-    setup_torch,
-)
-from calql.training.seeding import (
-    capture_rng,
-    derive_seed,
-    generator_from_state,
-    generator_state,
-    restore_rng,
-    seed_everything,
-)
+from calql.training.config import phase_hash
+from calql.training.evaluation import run_episode
+from calql.training.phase import LiveLogger, PhaseContext, TrainingPhase, set_aside, termination_requested
+from calql.training.seeding import derive_seed, seed_everything
 
 log = logging.getLogger(__name__)
 
 
 def _next_multiple(value: int, every: int) -> int:
     return (value // every + 1) * every
+
+
+@dataclass
+class FinetuneCounters:
+    """Where fine-tuning stands (checkpointed, and in run.json)."""
+
+    grad_step: int = 0
+    """Gradient steps done."""
+    env_steps: int = 0
+    """Online environment steps done (whole episodes)."""
+    episodes: int = 0
+    """Training episodes done (seeds the next one)."""
+    eval_index: int = 0
+    """Index of the next evaluation (seeds its episodes)."""
+    next_eval: int = 0
+    """Evaluate at the first episode end at or after this many env steps."""
+    next_checkpoint: int = 0
+    """Checkpoint at the first episode end at or after this many env steps."""
+    grad_debt: float = 0.0
+    """The fraction of a gradient step a fractional UTD ratio carries to the next episode."""
+    train_successes: int = 0
+    """Training episodes that reached the goal."""
+    pending: int = 0
+    """Gradient steps of the last episode not done yet."""
+    boundary_done: bool = True
+    """Whether the last episode's boundary work (evaluation, checkpoint) is done."""
 
 
 def _unreadable_init(ctx: PhaseContext, init: Path, exc: CheckpointError) -> CheckpointError:
@@ -93,6 +96,138 @@ def load_init(ctx: PhaseContext, agent: Any, init: Path) -> None:
     log.info("initialised from %s (pre-trained %s gradient steps)", init, state["counters"].get("grad_step"))
 
 
+class Finetune(TrainingPhase):
+    """Online fine-tuning: episodes, each followed by its gradient steps, then the boundary work.
+
+    The loop is a small state machine so that a checkpoint can be taken between any two gradient
+    steps (on SIGTERM): the ``pending`` updates of the last episode, then its boundary work
+    (evaluation, periodic checkpoint) once (``boundary_done``), then the next episode.
+    """
+
+    name = "finetune"
+    unit = "env step"
+    counters_type = FinetuneCounters
+    counters: FinetuneCounters
+
+    def __init__(self, *args: Any, init: str | Path | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.init = None if init is None else Path(init)
+
+    def check(self, run: dict[str, Any]) -> None:
+        if self.method == "sac":
+            if self.init is not None:
+                raise ConfigError("sac is SAC from scratch: it takes no --init checkpoint")
+        elif self.init is None:
+            self.init = self.run_dir / "pretrain" / "final.pt"
+
+    def build(self, state: dict[str, Any] | None) -> None:
+        from calql.agents import make_agent
+
+        ctx, seed, budget = self.ctx, self.seed, self.budget
+        seed_everything(derive_seed(seed, "finetune", "init"))
+        self.agent = make_agent(self.method, ctx.obs_dim, ctx.act_dim, self.run_config["agent"], self.device)
+        if self.init is not None and state is None:  # a resume needs no init: the agent comes from last.pt
+            load_init(ctx, self.agent, self.init)
+        self.agent.set_phase("online")
+        seed_everything(derive_seed(seed, "finetune", "rng"))
+        self.sampler = np.random.default_rng(derive_seed(seed, "finetune", "sampler"))
+        self.env = make_env(ctx.task, seed=derive_seed(seed, "finetune", "env"), evaluation=True,
+                            dataset_layout=self.dataset.meta.get("obs_layout"))
+        self.eval_env = make_env(ctx.task, seed=derive_seed(seed, "finetune", "eval-env"), evaluation=True)
+        spec = self.env.spec
+        max_len = int(spec.max_episode_steps) if spec and spec.max_episode_steps else int(budget["env_steps"])
+        capacity = min(int(budget["buffer_size"]), int(budget["env_steps"]) + max_len)
+        self.buffer = OnlineBuffer(capacity, ctx.obs_dim, ctx.act_dim, self.device)
+        self.reward_spec = RewardSpec(**self.run_config["reward"])
+        self.mixing = float(budget["mixing_ratio"])
+        self.offline = self.data if self.mixing > 0 else None
+        self.counters = FinetuneCounters(next_eval=int(budget["eval_every_env_steps"]),
+                                         next_checkpoint=int(budget["checkpoint_every_env_steps"]))
+
+    def resume(self, state: dict[str, Any]) -> None:
+        super().resume(state)
+        self.buffer.load_state_dict(state["buffer"])
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    @property
+    def total(self) -> int:
+        return int(self.budget["env_steps"])
+
+    def done(self) -> int:
+        return self.counters.env_steps
+
+    def position(self) -> tuple[int, int]:
+        return self.counters.grad_step, self.counters.env_steps
+
+    def close(self) -> None:
+        self.env.close()
+        self.eval_env.close()
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def train(self) -> None:
+        c = self.counters
+        while True:
+            if c.pending == 0 and c.boundary_done:
+                if c.env_steps >= self.total:
+                    break
+                self.collect_episode()
+            self.train_on_episode()
+            self.episode_boundary()
+
+    def collect_episode(self) -> None:
+        """One full episode with the stochastic policy, labeled like the offline data and added to
+        the buffer; it owes ``length x utd_ratio`` gradient steps (a fractional UTD carries over)."""
+        c = self.counters
+        ep = run_episode(self.env, self.agent, derive_seed(self.seed, "finetune", "train", c.episodes), False,
+                         self.device)
+        train_rewards, mc = mc_returns_for_episode(ep["rewards"], ep["terminals"], self.reward_spec,
+                                                   self.run_config["gamma"])
+        self.buffer.add({
+            "observations": ep["observations"],
+            "actions": np.clip(ep["actions"], -CLIP_ACTION, CLIP_ACTION),
+            "rewards": train_rewards,
+            "next_observations": ep["next_observations"],
+            "dones": ep["terminals"].astype(np.float32),
+            "mc_returns": mc,
+        })
+        length = len(ep["rewards"])
+        c.env_steps += length
+        c.episodes += 1
+        c.train_successes += int(ep["success"])
+        self.progress_bar(length)
+        c.grad_debt += length * float(self.budget["utd_ratio"])
+        c.pending = int(c.grad_debt)
+        c.grad_debt -= c.pending
+        c.boundary_done = False
+
+    def train_on_episode(self) -> None:
+        """The pending gradient steps of the last episode; on SIGTERM, checkpoint between two."""
+        c, batch_size = self.counters, int(self.budget["batch_size"])
+        while c.pending > 0:
+            metrics = self.agent.update(mixed_batch(self.offline, self.buffer, batch_size, self.mixing, self.sampler))
+            c.grad_step += 1
+            c.pending -= 1
+            self.recorder.accumulate(metrics, c.grad_step)
+            if termination_requested():
+                self.save()
+                self.stop_if_terminated(f"env step {c.env_steps}, gradient step {c.grad_step}")
+
+    def episode_boundary(self) -> None:
+        """Evaluation and periodic checkpoint at the end of the episode, once."""
+        c = self.counters
+        if c.env_steps >= c.next_eval or c.env_steps >= self.total:
+            self.evaluate_now()
+            c.next_eval = _next_multiple(c.env_steps, int(self.budget["eval_every_env_steps"]))
+        c.boundary_done = True
+        if c.env_steps < self.total and (c.env_steps >= c.next_checkpoint or self.checkpoint_overdue()):
+            c.next_checkpoint = _next_multiple(c.env_steps, int(self.budget["checkpoint_every_env_steps"]))
+            self.save()
+            self.stop_if_terminated(f"env step {c.env_steps}, gradient step {c.grad_step}")
+        self.stop_if_asked("env step")
+
+
 def run_finetune(
     config: dict[str, Any],
     task_name: str,
@@ -111,133 +246,9 @@ def run_finetune(
 
     ``init`` is the pre-training ``final.pt`` (default ``RUN/pretrain/final.pt``); ``sac`` starts
     from scratch and uses no offline data in its batches. Resumes from ``checkpoints/last.pt``.
-    ``stop_after`` (tests) raises :class:`StopRequested` at the first episode end at or after
-    that many env steps, as if the job had been killed there.
+    ``stop_after`` (tests) raises :class:`~calql.training.phase.StopRequested` at the first
+    episode end at or after that many env steps, as if the job had been killed there.
     """
-    from calql.agents import make_agent
-
-    run = resolve_run_config(config, task_name, method)
-    budget = run["finetune"]
-    device = setup_torch(run)
-    ctx = PhaseContext(run=run, task=get_task(config, task_name), phase="finetune", seed=int(seed),
-                       run_dir=Path(run_dir), device=device)
-    if method == "sac":
-        if init is not None:
-            raise ConfigError("sac is SAC from scratch: it takes no --init checkpoint")
-    elif init is None:
-        init = ctx.run_dir / "pretrain" / "final.pt"
-    dataset, data = load_training_data(ctx, Path(dataset_path))
-    if already_complete(ctx, restart):
-        log.info("finetune already complete: %s", ctx.phase_dir)
-        return ctx.phase_dir
-
-    state = load_last(ctx)  # a resume needs no init checkpoint: the agent comes from last.pt
-    seed_everything(derive_seed(seed, "finetune", "init"))
-    agent = make_agent(method, ctx.obs_dim, ctx.act_dim, run["agent"], device)
-    if init is not None and state is None:
-        load_init(ctx, agent, Path(init))
-    agent.set_phase("online")
-    seed_everything(derive_seed(seed, "finetune", "rng"))
-    sampler = np.random.default_rng(derive_seed(seed, "finetune", "sampler"))
-    env = make_env(ctx.task, seed=derive_seed(seed, "finetune", "env"), evaluation=True,
-                   dataset_layout=dataset.meta.get("obs_layout"))
-    eval_env = make_env(ctx.task, seed=derive_seed(seed, "finetune", "eval-env"), evaluation=True)
-    max_len = int(env.spec.max_episode_steps) if env.spec and env.spec.max_episode_steps else int(budget["env_steps"])
-    capacity = min(int(budget["buffer_size"]), int(budget["env_steps"]) + max_len)
-    buffer = OnlineBuffer(capacity, ctx.obs_dim, ctx.act_dim, device)
-    probe = CalibrationProbe(data, run["calibration_states"], seed)
-    score = score_spec(run, dataset.meta)
-    reward_spec = RewardSpec(**run["reward"])
-    mixing = float(budget["mixing_ratio"])
-    offline = data if mixing > 0 else None
-    recorder = PhaseRecorder(ctx, live=live)
-
-    def evaluate_row(grad_step: int, env_steps: int, eval_index: int) -> None:
-        recorder.begin_eval()
-        ev = evaluate(eval_env, agent, budget["eval_episodes"], seed, "finetune", eval_index, score, device)
-        recorder.add_row(grad_step, env_steps, ev, probe(agent))
-
-    every, ckpt_every = int(budget["eval_every_env_steps"]), int(budget["checkpoint_every_env_steps"])
-    c = {"grad_step": 0, "env_steps": 0, "episodes": 0, "eval_index": 0, "next_eval": every,
-         "next_checkpoint": ckpt_every, "grad_debt": 0.0, "train_successes": 0,
-         "pending": 0, "boundary_done": True}
-    if state is not None:
-        agent.load_state_dict(state["agent"])
-        restore_rng(state["rng"]["global"])
-        sampler = generator_from_state(state["rng"]["sampler"])
-        buffer.load_state_dict(state["buffer"])
-        c.update(state["counters"])
-        recorder.load_state_dict(state["recorder"], c["grad_step"], c["env_steps"])
-    else:
-        evaluate_row(0, 0, 0)
-        c["eval_index"] = 1
-
-    total, bs, utd = int(budget["env_steps"]), int(budget["batch_size"]), float(budget["utd_ratio"])
-    ckpt_seconds = 60.0 * float(budget["checkpoint_minutes"])
-    last_ckpt_time = time.monotonic()
-    bar = tqdm(total=total, initial=c["env_steps"], desc=f"finetune {task_name}/{method}/s{seed}",
-               unit="env step", disable=not progress, mininterval=5.0)
-
-    def save() -> None:
-        rng = {"global": capture_rng(), "sampler": generator_state(sampler)}
-        save_last(ctx, checkpoint_state(ctx, agent, recorder, c, rng, {"buffer": buffer.state_dict()}))
-
-    try:
-        # The loop is a small state machine so that a checkpoint can be taken between any two
-        # gradient steps (on SIGTERM): "pending" updates of the last episode, then its boundary
-        # work (evaluation, periodic checkpoint) once ("boundary_done"), then the next episode.
-        while True:
-            if c["pending"] == 0 and c["boundary_done"]:
-                if c["env_steps"] >= total:
-                    break
-                # 1. one full episode with the stochastic policy, labeled like the offline data
-                ep = run_episode(env, agent, derive_seed(seed, "finetune", "train", c["episodes"]), False, device)
-                train_rewards, mc = mc_returns_for_episode(ep["rewards"], ep["terminals"], reward_spec, run["gamma"])
-                buffer.add({
-                    "observations": ep["observations"],
-                    "actions": np.clip(ep["actions"], -CLIP_ACTION, CLIP_ACTION),
-                    "rewards": train_rewards,
-                    "next_observations": ep["next_observations"],
-                    "dones": ep["terminals"].astype(np.float32),
-                    "mc_returns": mc,
-                })
-                length = len(ep["rewards"])
-                c["env_steps"] += length
-                c["episodes"] += 1
-                c["train_successes"] += int(ep["success"])
-                bar.update(length)
-                # episode length x UTD gradient steps (a fractional UTD carries over)
-                c["grad_debt"] += length * utd
-                c["pending"] = int(c["grad_debt"])
-                c["grad_debt"] -= c["pending"]
-                c["boundary_done"] = False
-            # 2. the gradient steps of the last episode
-            while c["pending"] > 0:
-                metrics = agent.update(mixed_batch(offline, buffer, bs, mixing, sampler))
-                c["grad_step"] += 1
-                c["pending"] -= 1
-                recorder.accumulate(metrics, c["grad_step"])
-                if termination_requested():
-                    save()
-                    raise_terminated("finetune", f"env step {c['env_steps']}, gradient step {c['grad_step']}")
-            # 3. evaluation and checkpoint at this episode boundary
-            if c["env_steps"] >= c["next_eval"] or c["env_steps"] >= total:
-                evaluate_row(c["grad_step"], c["env_steps"], c["eval_index"])
-                c["eval_index"] += 1
-                c["next_eval"] = _next_multiple(c["env_steps"], every)
-            c["boundary_done"] = True
-            if c["env_steps"] < total and (c["env_steps"] >= c["next_checkpoint"] or termination_requested()
-                                           or time.monotonic() - last_ckpt_time > ckpt_seconds):
-                c["next_checkpoint"] = _next_multiple(c["env_steps"], ckpt_every)
-                save()
-                last_ckpt_time = time.monotonic()
-                if termination_requested():
-                    raise_terminated("finetune", f"env step {c['env_steps']}, gradient step {c['grad_step']}")
-            if stop_after is not None and c["env_steps"] >= stop_after and c["env_steps"] < total:
-                raise StopRequested(f"stop requested after env step {c['env_steps']}")
-    finally:
-        bar.close()
-        env.close()
-        eval_env.close()
-    finish_phase(ctx, agent, recorder, c, dataset.meta)
-    return ctx.phase_dir
+    phase = Finetune(config, task_name, method, seed, dataset_path, run_dir, init=init, live=live,
+                     restart=restart, progress=progress, stop_after=stop_after)
+    return phase.run()

@@ -1,39 +1,45 @@
-"""What pre-training and fine-tuning share: run setup, the per-phase record, and finishing a phase.
+"""One training phase (pre-training or fine-tuning) of one run: the skeleton both phases share.
 
-:class:`PhaseRecorder` owns the evaluation rows of one phase (``metrics.csv``), the running means
-of the training losses since the last evaluation (``train/*`` columns), the timers behind the
-``perf/*`` and ``wall_time_s`` columns, the divergence check, and the optional live MLflow run.
-Its state goes into every checkpoint so a resumed phase writes exactly the same rows.
+:class:`TrainingPhase` is the shape of a phase: resolve the run config and load the data, return
+at once if the phase already completed, build the agent and the loop's state, resume from the
+last checkpoint or evaluate the starting point, train (the phase's own loop, in named steps),
+and finish (``final.pt``, then ``run.json``). Around it: the phase's identity and files
+(:class:`PhaseContext`), the resume checkpoints (:func:`save_last`, :func:`load_last`), setting
+unusable files aside, and the SIGTERM handling of batch jobs. The rows of ``metrics.csv`` are
+kept by :class:`calql.training.recorder.PhaseRecorder`.
 """
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import torch
+from tqdm import tqdm
 
 from calql.atomic import write_json
-from calql.config import RewardSpec, TaskSpec
+from calql.config import RewardSpec, TaskSpec, get_task
 from calql.data.format import Dataset, load_dataset
-from calql.errors import CalqlError, CheckpointError, ConfigError, DatasetError, TrainingDivergedError
+from calql.errors import CalqlError, CheckpointError, ConfigError, DatasetError
 from calql.provenance import provenance
-from calql.tracking.metrics import TRAIN_PREFIX, write_metrics
 from calql.training.buffers import OfflineData, training_arrays
 from calql.training.checkpoint import check_identity, identity_diffs, load_checkpoint, save_checkpoint
-from calql.training.config import phase_hash
+from calql.training.config import phase_hash, resolve_run_config
+from calql.training.evaluation import CalibrationProbe, evaluate, score_spec
+from calql.training.recorder import LiveLogger, PhaseRecorder
+from calql.training.seeding import capture_rng, generator_from_state, generator_state, restore_rng
 
 log = logging.getLogger(__name__)
-
 
 
 class StopRequested(Exception):
@@ -68,11 +74,6 @@ def termination_requested() -> bool:
 def raise_terminated(phase: str, where: str) -> None:
     raise TrainingTerminated(f"{phase} stopped by SIGTERM at {where}; checkpoint written, "
                              "rerun the same command to resume")
-
-
-class LiveLogger(Protocol):
-    def log_row(self, row: dict[str, Any], step: int) -> None: ...
-    def finish(self, ok: bool) -> None: ...
 
 
 def resolve_device(name: str) -> torch.device:
@@ -206,132 +207,6 @@ def already_complete(ctx: PhaseContext, restart: bool) -> bool:
     )
 
 
-@dataclass
-class PhaseRecorder:
-    """Rows of metrics.csv, running loss means, timers, divergence check, live logging."""
-
-    ctx: PhaseContext
-    live: LiveLogger | None = None
-    check_every: int = 1
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    count: int = 0
-    elapsed_before: float = 0.0
-
-    def __post_init__(self) -> None:
-        self._keys: tuple[str, ...] | None = None
-        self._vec: torch.Tensor | None = None
-        self._t_start = time.perf_counter()
-        self._t_mark = self._t_start
-        self._steps_mark = (0, 0)
-        self._eval_started: float | None = None
-        # A host sync per step costs little on CPU; on a GPU check every 100 steps (window named).
-        if self.ctx.device.type != "cpu":
-            self.check_every = max(self.check_every, 100)
-
-    # ---- training losses ------------------------------------------------------------------
-    def accumulate(self, metrics: dict[str, torch.Tensor], step: int) -> None:
-        """Add one update's scalars to the running sums: one stacked float64 vector on the device
-        (a few tensor ops per step whatever the number of losses, and no host sync)."""
-        keys = tuple(metrics)
-        values = torch.stack([v.detach().reshape(()) for v in metrics.values()]).to(torch.float64)
-        if self._vec is None or self._keys is None:  # first step of a window
-            self._keys, self._vec = keys, values.clone()
-        elif keys == self._keys:
-            self._vec += values
-        else:  # rare: the agent reported other losses within this window; sum per key (union)
-            merged = self._sums_dict()
-            for i, k in enumerate(keys):
-                merged[k] = merged[k] + values[i] if k in merged else values[i].clone()
-            self._keys, self._vec = tuple(merged), torch.stack(list(merged.values()))
-        self.count += 1
-        if step % self.check_every == 0:
-            if self.check_every == 1:
-                self._check_finite(keys, values, step)
-            else:
-                self._check_finite(self._keys, self._vec, step)
-
-    def _sums_dict(self) -> dict[str, torch.Tensor]:
-        if self._vec is None or self._keys is None:
-            return {}
-        return {k: self._vec[i] for i, k in enumerate(self._keys)}
-
-    def _check_finite(self, keys: tuple[str, ...], values: torch.Tensor, step: int) -> None:
-        if bool(torch.isfinite(values).all()):
-            return
-        bad = [(k, v) for k, v in zip(keys, values.tolist()) if not math.isfinite(v)]
-        where = (f"gradient step {step}" if self.check_every == 1
-                 else f"gradient steps {step - self.check_every + 1}..{step}")
-        raise TrainingDivergedError(
-            f"{self.ctx.phase} of {self.ctx.run['task']}/{self.ctx.run['method']}/seed{self.ctx.seed} diverged at "
-            f"{where}: " + ", ".join(f"{k} = {v}" for k, v in bad)
-            + " (lower the learning rates or check the rewards; the last checkpoint is kept)"
-        )
-
-    def _train_means(self) -> dict[str, float]:
-        if self.count == 0 or self._vec is None or self._keys is None:
-            return {}
-        sums = self._vec.tolist()
-        out = {f"{TRAIN_PREFIX}{k}": sums[i] / self.count for i, k in enumerate(self._keys)}
-        self._keys, self._vec, self.count = None, None, 0
-        return out
-
-    # ---- evaluation rows ------------------------------------------------------------------
-    def begin_eval(self) -> None:
-        self._eval_started = time.perf_counter()
-
-    def wall_time(self) -> float:
-        return self.elapsed_before + (time.perf_counter() - self._t_start)
-
-    def add_row(self, grad_step: int, env_steps: int, evaluation: dict[str, float],
-                calibration: dict[str, float]) -> dict[str, Any]:
-        """Append an evaluation row, rewrite metrics.csv and log it live."""
-        now = time.perf_counter()
-        loop_time = (self._eval_started or now) - self._t_mark
-        d_grad, d_env = grad_step - self._steps_mark[0], env_steps - self._steps_mark[1]
-        run = self.ctx.run
-        row: dict[str, Any] = {
-            "task": run["task"], "method": run["method"], "seed": self.ctx.seed, "phase": self.ctx.phase,
-            "grad_step": int(grad_step), "env_steps": int(env_steps),
-            **evaluation, **calibration, **self._train_means(),
-            "perf/grad_steps_per_s": d_grad / loop_time if d_grad and loop_time > 0 else None,
-            "perf/env_steps_per_s": d_env / loop_time if d_env and loop_time > 0 else None,
-            "wall_time_s": self.wall_time(),
-        }
-        self.rows.append(row)
-        write_metrics(self.ctx.metrics_path, self.rows)
-        if self.live is not None:
-            self.live.log_row(row, env_steps if self.ctx.phase == "finetune" else grad_step)
-        log.info("%s %s: %s", self.ctx.phase, _where(grad_step, env_steps, self.ctx.phase), _summary(row))
-        self._t_mark = time.perf_counter()
-        self._steps_mark = (grad_step, env_steps)
-        self._eval_started = None
-        return row
-
-    # ---- checkpoint state -----------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": [dict(r) for r in self.rows], "sums": {k: v.cpu().clone() for k, v in self._sums_dict().items()},
-                "count": self.count, "wall_time": self.wall_time()}
-
-    def load_state_dict(self, state: dict[str, Any], grad_step: int, env_steps: int) -> None:
-        self.rows = [dict(r) for r in state["rows"]]
-        sums = state["sums"]
-        self._keys = tuple(sums) if sums else None
-        self._vec = torch.stack([v.to(self.ctx.device, torch.float64) for v in sums.values()]) if sums else None
-        self.count = int(state["count"])
-        self.elapsed_before = float(state["wall_time"])
-        self._t_start = self._t_mark = time.perf_counter()
-        self._steps_mark = (grad_step, env_steps)
-
-
-def _where(grad_step: int, env_steps: int, phase: str) -> str:
-    return f"env step {env_steps} (grad step {grad_step})" if phase == "finetune" else f"grad step {grad_step}"
-
-
-def _summary(row: dict[str, Any]) -> str:
-    keys = ("score", "success_rate", "return_mean", "q_policy", "mc_return")
-    return ", ".join(f"{k}={row[k]:.3g}" for k in keys if isinstance(row.get(k), float))
-
-
 def checkpoint_state(ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, counters: dict[str, Any],
                      rng: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {**ctx.identity(), "run_config": ctx.run, "agent": agent.state_dict(), "counters": dict(counters),
@@ -403,3 +278,157 @@ def finish_phase(ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, counter
     ctx.last_path.unlink(missing_ok=True)
     ctx.prev_path.unlink(missing_ok=True)
     log.info("%s complete: %s", ctx.phase, ctx.phase_dir)
+
+
+class TrainingPhase(abc.ABC):
+    """The skeleton of a training phase; :meth:`run` is the same for pre-training and fine-tuning.
+
+    1. resolve the run config (:meth:`check` it), load the labeled data; return at once if the
+       phase already completed with this config;
+    2. :meth:`build` the agent, the sampler, the environments and the phase's own state (given the
+       resume checkpoint, if any: fine-tuning then needs no pre-trained checkpoint);
+    3. resume everything from that checkpoint, or evaluate the starting point;
+    4. :meth:`train` until the budget (:attr:`total`, counted by :meth:`done`) is spent; the loop
+       checkpoints with :meth:`save` and stops with :meth:`stop_if_terminated` / :meth:`stop_if_asked`;
+    5. :func:`finish_phase`: ``final.pt``, then ``run.json``.
+    """
+
+    #: "pretrain" or "finetune": the folder RUN/<name>/ and the run config's budget section.
+    name: ClassVar[str]
+    #: Unit of the budget and of the progress bar.
+    unit: ClassVar[str]
+    #: The phase's counters dataclass; its fields are the checkpoint's and run.json's "counters".
+    counters_type: ClassVar[type]
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        task_name: str,
+        method: str,
+        seed: int,
+        dataset_path: str | Path,
+        run_dir: str | Path,
+        *,
+        live: LiveLogger | None = None,
+        restart: bool = False,
+        progress: bool = True,
+        stop_after: int | None = None,
+    ) -> None:
+        self.config, self.task_name, self.method, self.seed = config, task_name, method, int(seed)
+        self.dataset_path, self.run_dir = Path(dataset_path), Path(run_dir)
+        self.live, self.restart, self.progress, self.stop_after = live, restart, progress, stop_after
+        self.counters: Any = self.counters_type()
+        self._bar: tqdm | None = None
+
+    # ---- the skeleton ---------------------------------------------------------------------
+    def run(self) -> Path:
+        """Run (or resume, or skip when complete) the phase; returns ``RUN/<name>``."""
+        self.run_config = resolve_run_config(self.config, self.task_name, self.method)
+        self.check(self.run_config)
+        self.budget: dict[str, Any] = self.run_config[self.name]
+        self.device = setup_torch(self.run_config)
+        self.ctx = PhaseContext(run=self.run_config, task=get_task(self.config, self.task_name), phase=self.name,
+                                seed=self.seed, run_dir=self.run_dir, device=self.device)
+        self.dataset, self.data = load_training_data(self.ctx, self.dataset_path)
+        if already_complete(self.ctx, self.restart):
+            log.info("%s already complete: %s", self.name, self.ctx.phase_dir)
+            return self.ctx.phase_dir
+
+        state = load_last(self.ctx)
+        self.build(state)
+        self.probe = CalibrationProbe(self.data, self.run_config["calibration_states"], self.seed)
+        self.score = score_spec(self.run_config, self.dataset.meta)
+        self.recorder = PhaseRecorder(self.ctx, live=self.live)
+        try:
+            if state is not None:
+                self.resume(state)
+            else:
+                self.evaluate_now()
+            self._last_save = time.monotonic()
+            self._bar = tqdm(total=self.total, initial=self.done(), unit=self.unit, disable=not self.progress,
+                             desc=f"{self.name} {self.task_name}/{self.method}/s{self.seed}", mininterval=5.0)
+            self.train()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self.close()
+        finish_phase(self.ctx, self.agent, self.recorder, dataclasses.asdict(self.counters), self.dataset.meta)
+        return self.ctx.phase_dir
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue exactly where the checkpoint ``state`` stopped: agent, RNGs, counters, rows."""
+        self.agent.load_state_dict(state["agent"])
+        restore_rng(state["rng"]["global"])
+        self.sampler = generator_from_state(state["rng"]["sampler"])
+        self.counters = self.counters_type(**state["counters"])
+        self.recorder.load_state_dict(state["recorder"], *self.position())
+
+    # ---- what each phase defines ------------------------------------------------------------
+    def check(self, run: dict[str, Any]) -> None:
+        """Refuse a run this phase cannot do (before anything is loaded)."""
+
+    @abc.abstractmethod
+    def build(self, state: dict[str, Any] | None) -> None:
+        """Set ``agent``, ``sampler`` (numpy Generator of the batches), ``eval_env`` and the
+        phase's own state; ``state`` is the resume checkpoint or None."""
+
+    @abc.abstractmethod
+    def train(self) -> None:
+        """The loop, until :meth:`done` reaches :attr:`total`."""
+
+    @property
+    @abc.abstractmethod
+    def total(self) -> int:
+        """The budget, in :attr:`unit`."""
+
+    @abc.abstractmethod
+    def done(self) -> int:
+        """How much of the budget is spent, in :attr:`unit`."""
+
+    @abc.abstractmethod
+    def position(self) -> tuple[int, int]:
+        """(gradient steps, online environment steps) so far: the row's ``grad_step, env_steps``."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Further checkpoint entries of the phase (restored by its :meth:`resume`)."""
+        return {}
+
+    def close(self) -> None:
+        """Release the environments."""
+
+    # ---- steps the loops share --------------------------------------------------------------
+    def evaluate_now(self) -> None:
+        """Evaluate the agent and write a row at the current position; counts ``eval_index``."""
+        self.recorder.begin_eval()
+        ev = evaluate(self.eval_env, self.agent, self.budget["eval_episodes"], self.seed, self.name,
+                      self.counters.eval_index, self.score, self.device)
+        self.recorder.add_row(*self.position(), ev, self.probe(self.agent))
+        self.counters.eval_index += 1
+
+    def checkpoint_overdue(self) -> bool:
+        """True when the last checkpoint is older than ``checkpoint_minutes`` (or SIGTERM came)."""
+        minutes = float(self.budget["checkpoint_minutes"])
+        return termination_requested() or time.monotonic() - self._last_save > 60.0 * minutes
+
+    def save(self) -> None:
+        """Write checkpoints/last.pt: agent, RNGs, counters, the record and :meth:`extra_state`."""
+        rng = {"global": capture_rng(), "sampler": generator_state(self.sampler)}
+        state = checkpoint_state(self.ctx, self.agent, self.recorder, dataclasses.asdict(self.counters), rng,
+                                 self.extra_state())
+        save_last(self.ctx, state)
+        self._last_save = time.monotonic()
+
+    def stop_if_terminated(self, where: str) -> None:
+        """After a checkpoint: stop the job if SIGTERM came."""
+        if termination_requested():
+            raise_terminated(self.name, where)
+
+    def stop_if_asked(self, what: str) -> None:
+        """The ``stop_after`` test hook: stop as if killed once :meth:`done` reaches it (not at the end)."""
+        done = self.done()
+        if self.stop_after is not None and self.stop_after <= done < self.total:
+            raise StopRequested(f"stop requested after {what} {done}")
+
+    def progress_bar(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
