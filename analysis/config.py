@@ -1,20 +1,20 @@
-"""The ``analysis`` section of the experiment config: keys, defaults, validation.
+"""The ``analysis`` section of the experiment config as typed settings.
 
-The top-level schema only says ``analysis`` is an object; this module owns its keys so the
-analysis can evolve without touching the other stages. Unknown keys and bad values raise
-:class:`calql.errors.ConfigError` naming the key, like the rest of the config.
+Its keys, defaults and checks are defined once, in the config schema
+(``calql/schemas/config.schema.yaml``, section ``analysis``); this module validates the section
+with it and adds only what a schema cannot express (that each colour is a matplotlib colour).
+Unknown keys and bad values raise :class:`calql.errors.ConfigError` naming the key, like the rest
+of the config.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import copy
+from dataclasses import dataclass, field
 from typing import Any
 
-from calql.errors import ConfigError, suggest
-
-#: Figure file formats matplotlib can write and the workflow may ask for.
-FIGURE_FORMATS = ("png", "pdf", "svg")
-
+from calql.config import validate_section
+from calql.errors import ConfigError
 
 @dataclass(frozen=True)
 class AnalysisConfig:
@@ -46,73 +46,17 @@ class AnalysisConfig:
         return cls.from_section(section)
 
     @classmethod
-    def from_section(cls, section: dict[str, Any]) -> AnalysisConfig:
-        """Validate the ``analysis`` mapping and build the settings; raise ConfigError on bad keys."""
-        if not isinstance(section, dict):
-            raise ConfigError(f"config error at 'analysis': must be a mapping, got {type(section).__name__}")
-        allowed = [f.name for f in fields(cls)]
-        for key in section:
-            if key not in allowed:
-                raise ConfigError(
-                    f"config error at 'analysis': unknown key '{key}' (allowed: {', '.join(allowed)})."
-                    + suggest(str(key), allowed)
-                )
-        values = dict(section)
-        if "early_fraction" in values:
-            values["early_fraction"] = _number(values["early_fraction"], "early_fraction")
-            if not 0.0 < values["early_fraction"] <= 1.0:
-                _bad("early_fraction", values["early_fraction"], "a number in (0, 1]")
-        if "n_bootstrap" in values:
-            values["n_bootstrap"] = _integer(values["n_bootstrap"], "n_bootstrap", minimum=1)
-        if "ci" in values:
-            values["ci"] = _number(values["ci"], "ci")
-            if not 0.0 < values["ci"] < 1.0:
-                _bad("ci", values["ci"], "a number in (0, 1), e.g. 0.95")
-        if "seed" in values:
-            values["seed"] = _integer(values["seed"], "seed", minimum=0)
-        if "include_incomplete" in values and not isinstance(values["include_incomplete"], bool):
-            _bad("include_incomplete", values["include_incomplete"], "true or false")
-        if "formats" in values:
-            formats = values["formats"]
-            if isinstance(formats, str):
-                formats = [formats]
-            if not isinstance(formats, list | tuple) or not formats:
-                _bad("formats", formats, f"a non-empty list of {', '.join(FIGURE_FORMATS)}")
-            for fmt in formats:
-                if fmt not in FIGURE_FORMATS:
-                    _bad("formats", fmt, f"one of {', '.join(FIGURE_FORMATS)}")
-            values["formats"] = tuple(dict.fromkeys(formats))
-        if "dpi" in values:
-            values["dpi"] = _integer(values["dpi"], "dpi", minimum=50)
-        if "colors" in values:
-            values["colors"] = _colors(values["colors"])
-        return cls(**values)
+    def from_section(cls, section: Any) -> AnalysisConfig:
+        """Validate the ``analysis`` mapping against the schema and build the settings."""
+        values = validate_section("analysis", copy.deepcopy(section))
+        _check_colors(values["colors"])
+        return cls(**{**values, "early_fraction": float(values["early_fraction"]), "ci": float(values["ci"]),
+                      "formats": tuple(values["formats"]), "colors": dict(values["colors"])})
 
 
-def _bad(key: str, value: Any, expected: str) -> None:
-    raise ConfigError(f"config error at 'analysis/{key}': {value!r} is not {expected}")
-
-
-def _number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _bad(key, value, "a number")
-    return float(value)
-
-
-def _integer(value: Any, key: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _bad(key, value, f"an integer >= {minimum}")
-    return int(value)
-
-
-def _colors(value: Any) -> dict[str, str]:
+def _check_colors(colors: dict[str, str]) -> None:
     from matplotlib.colors import is_color_like
 
-    if not isinstance(value, dict):
-        _bad("colors", value, "a mapping {method: colour}")
-    for method, color in value.items():
-        if not isinstance(color, str) or not is_color_like(color):
-            raise ConfigError(
-                f"config error at 'analysis/colors/{method}': {color!r} is not a matplotlib colour"
-            )
-    return {str(k): str(v) for k, v in value.items()}
+    for method, color in colors.items():
+        if not is_color_like(color):
+            raise ConfigError(f"config error at 'analysis/colors/{method}': {color!r} is not a matplotlib colour")

@@ -54,15 +54,27 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config error at '{where}': {msg}"
 
 
-def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``config`` in place (filling defaults) and return it; raise ConfigError naming the bad key."""
-    validator = _Validator(schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
+def _validate(instance: Any, schema_: dict[str, Any], where: tuple[str, ...] = ()) -> None:
+    errors = sorted(_Validator(schema_).iter_errors(instance), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         # The deepest error is the most specific one (e.g. a bad key inside a task).
         deepest = max(errors, key=lambda e: len(e.absolute_path))
+        deepest.path.extendleft(reversed(where))
         raise ConfigError(_describe(deepest))
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults) and return it; raise ConfigError naming the bad key."""
+    _validate(config, schema())
     return config
+
+
+def validate_section(name: str, section: Any) -> dict[str, Any]:
+    """Validate one top-level section (e.g. ``analysis``) on its own, filling its defaults in place;
+    errors name the key as in the whole config (``analysis/ci``)."""
+    full = schema()
+    _validate(section, {"$defs": full.get("$defs", {}), **full["properties"][name]}, (name,))
+    return section
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -44,22 +44,20 @@ BASE_TRAIN: dict[str, Any] = {
 }
 
 # ----------------------------------------------------------------------------- building blocks
-#: Official SAC backbone (spec 3): lrs, tau, init. Shared by sac, cql, calql.
-_SAC_BACKBONE: dict[str, Any] = {"policy_lr": 1e-4, "qf_lr": 3e-4, "tau": 5e-3, "orthogonal_init": True}
-
-
-def _cql(arch: dict[str, Any], **cql: Any) -> dict[str, Any]:
-    """CQL hyperparameters on the SAC backbone; Cal-QL is the same with the MC lower bound."""
-    return {**_SAC_BACKBONE, **arch, "cql_n_actions": 10, "cql_temp": 1.0, "max_target_backup": True, **cql}
+# The presets hold only what differs from the agents' dataclass defaults (the official code's:
+# SAC backbone lrs 1e-4 / 3e-4, tau 5e-3, orthogonal init; N = 10 CQL actions, temperature 1,
+# max-target backup; IQL learning rates 3e-4; calql.agents.configs), so each default is written once.
 
 
 def _methods(arch: dict[str, Any], cql: dict[str, Any], iql: dict[str, Any],
              iql_reward: dict[str, float] | None = None,
              iql_train: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per-method blocks of a domain: ``arch`` (network sizes, tau) for the SAC backbone of sac,
+    cql and calql; ``cql`` for cql and calql (Cal-QL is CQL with the MC lower bound)."""
     out: dict[str, Any] = {
-        "calql": {"hparams": _cql(arch, **cql)},
-        "cql": {"hparams": _cql(arch, **cql)},
-        "sac": {"hparams": {**_SAC_BACKBONE, **arch}},
+        "calql": {"hparams": {**arch, **cql}},
+        "cql": {"hparams": {**arch, **cql}},
+        "sac": {"hparams": dict(arch)},
         "iql": {"hparams": iql},
     }
     if iql_reward:
@@ -86,8 +84,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             arch={"policy_hidden": [256, 256], "critic_hidden": [256, 256, 256, 256]},
             cql={"cql_min_q_weight": 5.0, "cql_lagrange": True, "cql_target_action_gap": 0.8,
                  "cql_importance_sample": True},
-            iql={"hidden": [256, 256], "expectile": 0.9, "beta": 10.0, "actor_lr": 3e-4,
-                 "critic_lr": 3e-4, "value_lr": 3e-4},
+            iql={"hidden": [256, 256], "expectile": 0.9, "beta": 10.0},
             iql_reward={"scale": 1.0, "bias": -1.0},
             iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {"eval_episodes": 50}},
         ),
@@ -107,8 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": _methods(
             arch={"policy_hidden": [512, 512], "critic_hidden": [512, 512, 512]},
             cql={"cql_min_q_weight": 1.0, "cql_lagrange": False, "cql_importance_sample": True},
-            iql={"hidden": [256, 256], "expectile": 0.8, "beta": 3.0, "exploration_std": 0.03,
-                 "actor_lr": 3e-4, "critic_lr": 3e-4, "value_lr": 3e-4},
+            iql={"hidden": [256, 256], "expectile": 0.8, "beta": 3.0, "exploration_std": 0.03},
             # IQL-F trains on the raw {-1, 0} rewards: AdroitBinaryTruncDataset calls
             # get_hand_dataset_truncate_pos with its defaults reward_scale=1.0, reward_bias=0.0 and
             # only AntMaze batches are shifted (train_finetune.py, branch dev_mitsuhiko @ 0b14c52).
@@ -130,8 +126,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": _methods(
             arch={"policy_hidden": [512, 512, 512], "critic_hidden": [512, 512, 512]},
             cql={"cql_min_q_weight": 5.0, "cql_lagrange": False, "cql_importance_sample": False},
-            iql={"hidden": [256, 256], "expectile": 0.7, "beta": 0.5, "dropout": 0.1,
-                 "actor_lr": 3e-4, "critic_lr": 3e-4, "value_lr": 3e-4},
+            iql={"hidden": [256, 256], "expectile": 0.7, "beta": 0.5, "dropout": 0.1},
             iql_train={"pretrain": {"eval_episodes": 10}, "finetune": {"eval_episodes": 10}},
         ),
     },
@@ -157,8 +152,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             arch={"policy_hidden": [64, 64], "critic_hidden": [64, 64], "tau": 0.05},
             cql={"cql_min_q_weight": 5.0, "cql_lagrange": True, "cql_target_action_gap": 0.8,
                  "cql_importance_sample": True},
-            iql={"hidden": [64, 64], "expectile": 0.9, "beta": 10.0, "actor_lr": 3e-4,
-                 "critic_lr": 3e-4, "value_lr": 3e-4, "tau": 0.05},
+            iql={"hidden": [64, 64], "expectile": 0.9, "beta": 10.0, "tau": 0.05},
         ),
     },
 }

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import yaml
-from snakemake.utils import validate
 
 from analysis.config import AnalysisConfig
 from analysis.outputs import FIGURE_NAMES, OVERVIEW_TABLE, SUMMARY_FILES, TABLE_NAMES
@@ -21,12 +20,12 @@ from calql.training.config import ONLINE_ONLY_METHODS, phase_hash, resolve_all
 
 # ----------------------------------------------------------------------------- config
 try:
-    # calql's validator first: one line naming the bad key, with suggestions.
+    # The one validation of the schema (schemas/config.schema.yaml, filling its defaults): calql's
+    # validator, whose error is one line naming the bad key, with suggestions. Each job validates
+    # the written config again when it loads it, in its own process.
     validate_config(config)
 except CalqlError as exc:
     raise WorkflowError(str(exc)) from None
-# Snakemake's own check of the same schema (the calql commands validate it again in every job).
-validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results_dir"].rstrip("/")
 EXPERIMENT = config["experiment"]
