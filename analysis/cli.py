@@ -46,7 +46,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     runs_dir = _path(args.runs_dir, config, RUNS_SUBDIR, "--runs-dir")
     out_dir = _path(args.out_dir, config, "summary", "--out-dir")
     summary = aggregate(runs_dir, config, settings)
-    for name, path in write_summary(summary, out_dir).items():
+    for path in write_summary(summary, out_dir).values():
         log.info("wrote %s", path)
     if not args.no_stats:
         _write_stats(summary.scores, out_dir, settings)

@@ -16,6 +16,7 @@ from typing import Any
 from calql.config import validate_section
 from calql.errors import ConfigError
 
+
 @dataclass(frozen=True)
 class AnalysisConfig:
     """Settings of aggregation, statistics and plots (``analysis:`` in the experiment config)."""

@@ -156,8 +156,9 @@ def load_runs(runs_dir: Path, keys: Iterable[RunKey], include_incomplete: bool =
             metrics_path = phase_dir / "metrics.csv"
 
             def problem(reason: str, detail: str, used: bool = False) -> None:
+                # called only within this iteration, so the loop variables are the current ones
                 problems.append(
-                    PhaseProblem(key.task, key.method, key.seed, phase, reason, detail, str(phase_dir), used)
+                    PhaseProblem(key.task, key.method, key.seed, phase, reason, detail, str(phase_dir), used)  # noqa: B023
                 )
 
             if not metrics_path.exists():

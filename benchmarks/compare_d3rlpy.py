@@ -129,7 +129,9 @@ def flat_transitions(ds, info) -> dict:
         obs.append(o[:m]); act.append(ep.actions[:m]); rew.append(ep.rewards[:m]); nobs.append(nxt)
         term.append(t); rtg.append(info["mc"][start:start + m].reshape(-1, 1))
         start += n
-    cat = lambda xs: np.ascontiguousarray(np.concatenate(xs).astype(np.float32))
+    def cat(xs: list) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate(xs).astype(np.float32))
+
     return dict(obs=cat(obs), act=cat(act), rew=cat(rew), nobs=cat(nobs), term=cat(term), rtg=cat(rtg))
 
 
@@ -138,7 +140,9 @@ def fast_update(algo, flat: dict, batch_size: int) -> dict:
     from d3rlpy.torch_utility import TorchMiniBatch
 
     idx = np.random.randint(len(flat["obs"]), size=batch_size)  # uniform, as ReplayBuffer
-    g = lambda k: torch.from_numpy(flat[k][idx])
+    def g(k: str) -> torch.Tensor:
+        return torch.from_numpy(flat[k][idx])
+
     act = g("act")
     tb = TorchMiniBatch(observations=g("obs"), actions=act, rewards=g("rew"), next_observations=g("nobs"),
                         next_actions=torch.zeros_like(act), returns_to_go=g("rtg"), terminals=g("term"),
@@ -231,8 +235,8 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/compare_d3rlpy_medium_diverse.csv")
     args = p.parse_args()
 
-    import torch
     import d3rlpy
+    import torch
 
     torch.set_num_threads(args.threads)
     d3rlpy.seed(args.seed)

@@ -15,7 +15,7 @@ from calql.agents.policies import TanhGaussianPolicy
 from calql.errors import CheckpointError, ConfigError, TrainingDivergedError
 
 torch.set_num_threads(1)
-O, A = 3, 2
+O, A = 3, 2  # noqa: E741 - observation and action sizes
 
 SMALL = {
     "sac": {"policy_hidden": [32, 32], "critic_hidden": [32, 32]},
@@ -95,7 +95,7 @@ def test_state_dict_round_trip_is_bit_identical(method):
     assert ma.keys() == mb.keys()
     for k in ma:
         assert torch.equal(ma[k], mb[k]), k
-    for (n1, p1), (n2, p2) in zip(a.state_dict()["modules"]["policy"].items(), b.state_dict()["modules"]["policy"].items()):
+    for (n1, p1), (_, p2) in zip(a.state_dict()["modules"]["policy"].items(), b.state_dict()["modules"]["policy"].items()):
         assert torch.equal(p1, p2), n1
     assert torch.equal(a.act(batch["observations"], False), b.act(batch["observations"], False))
     c = agent_from_state_dict(_roundtrip(a.state_dict()))

@@ -14,8 +14,8 @@ import yaml
 from analysis.cli import main
 from analysis.palette import FALLBACK_COLORS, METHOD_COLORS, method_color, order_methods
 from analysis.plots import FIGURES
-from analysis.synthetic import write_study
 from analysis.stats import METRICS
+from analysis.synthetic import write_study
 from analysis.tables import TABLES, TableSpec, latex_table, markdown_table, overview_markdown
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,8 +1,8 @@
 """The pinned install: requirements.lock, environment.yml and pyproject.toml agree."""
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from tests.conftest import REPO

@@ -105,7 +105,7 @@ def official_get_hand_dataset(expert_path, bc_path, gamma, reward_scale, reward_
             dataset[i]["rewards"] = dataset[i]["rewards"][:n]
         assert np.array(dataset[i]["rewards"]).shape == np.array(dataset[i]["terminals"]).shape
         dataset[i].pop("terminals", None)
-        if not (0 in dataset[i]["rewards"]):
+        if 0 not in dataset[i]["rewards"]:
             continue
         trunc_ind = np.where(dataset[i]["rewards"] == 0)[0][-1] + 1
         dataset_list.append(truncate_traj(dataset, i, trunc_ind))
@@ -114,7 +114,7 @@ def official_get_hand_dataset(expert_path, bc_path, gamma, reward_scale, reward_
         dataset_bc[i]["rewards"] = dataset_bc[i]["rewards"].squeeze()
         dataset_bc[i]["dones"] = dataset_bc[i]["terminals"].squeeze()
         dataset_bc[i].pop("terminals", None)
-        if not (0 in dataset_bc[i]["rewards"]):
+        if 0 not in dataset_bc[i]["rewards"]:
             continue
         trunc_ind = np.where(dataset_bc[i]["rewards"] == 0)[0][-1] + 1
         dataset_bc_list.append(truncate_traj(dataset_bc, i, trunc_ind))

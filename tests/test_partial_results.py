@@ -14,8 +14,8 @@ import yaml
 import analysis.plots
 from analysis.cli import main
 from analysis.partial import partial_note
-from calql.runs import RunKey
 from analysis.synthetic import write_study
+from calql.runs import RunKey
 from calql.training.guard import failure_record
 
 TASKS, METHODS, SEEDS = ("taskA",), ("calql", "iql", "sac"), (0, 1)

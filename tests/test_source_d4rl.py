@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests._sources_helpers import d4rl_arrays, free_port_url, http_server, make_task, write_hdf5
 from calql.data.format import load_dataset, save_dataset
 from calql.data.sources import d4rl, download, fetch_dataset
 from calql.errors import ConfigError, DatasetError, DownloadError, EnvMismatchError
+from tests._sources_helpers import d4rl_arrays, free_port_url, http_server, make_task, write_hdf5
 
 ANT_KEYS = ("achieved_goal", "observation")
 NAME = "antmaze-umaze-v2"

@@ -19,7 +19,7 @@ one detached-weight pass per critic for the actor, one target pass per target cr
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

@@ -11,8 +11,8 @@ from calql.commands.common import add_config_args, load_task
 from calql.data.format import load_dataset, save_dataset
 from calql.data.label import label_dataset
 from calql.data.preprocess import preprocess_dataset
-from calql.envs.make import env_layout
 from calql.envs.layout import check_layout
+from calql.envs.make import env_layout
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from calql.errors import CalqlError
 from calql.tracking.metrics import read_metrics
-from calql.training.config import PHASES
 from calql.tracking.store import (
     TAG_KEY,
     TAG_SIGNATURE,
@@ -32,6 +31,7 @@ from calql.tracking.store import (
     run_key,
     store_lock,
 )
+from calql.training.config import PHASES
 
 log = logging.getLogger(__name__)
 

@@ -100,7 +100,7 @@ def evaluate(env: gym.Env, agent: Any, episodes: int, seed: int, phase: str, eva
         returns.append(float(np.sum(traj["rewards"], dtype=np.float64)))
         successes.append(float(traj["success"]))
         last.append(float(traj["rewards"][-1]))
-    ret, succ, last_r = float(np.mean(returns)), float(np.mean(successes)), float(np.mean(last))
+    ret, succ = float(np.mean(returns)), float(np.mean(successes))
     if score.mode == "return":
         value = float(np.mean([score.normalize(r) for r in returns]))
     elif score.mode == "success":

@@ -23,7 +23,6 @@ from pathlib import Path
 from calql.atomic import write_json
 from calql.locking import LockedError, exclusive_lock
 
-
 LOCK_NAME = ".lock"
 ERROR_NAME = "error.json"
 
