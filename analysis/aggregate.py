@@ -89,18 +89,14 @@ def scores_table(loaded: LoadedRuns, early_fraction: float) -> pd.DataFrame:
         have = {p: loaded.phases.get((key, p)) for p in needed}
         n_have = sum(frame is not None for frame in have.values())
         status = "complete" if n_have == len(needed) else ("partial" if n_have else "missing")
-        if any(
-            p.used for p in loaded.problems if (p.task, p.method, p.seed) == (key.task, key.method, key.seed)
-        ):
+        if any(p.used for p in loaded.problems if (p.task, p.method, p.seed) == (key.task, key.method, key.seed)):
             status = "partial"  # rows of an unfinished phase were used
         numbers = run_scores(have.get("pretrain"), have.get("finetune"), early_fraction)
         rows.append({"task": key.task, "method": key.method, "seed": key.seed, "status": status, **numbers})
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
-def aggregate(
-    runs_dir: Path, config: dict[str, Any] | None = None, settings: AnalysisConfig | None = None
-) -> Summary:
+def aggregate(runs_dir: Path, config: dict[str, Any] | None = None, settings: AnalysisConfig | None = None) -> Summary:
     """Load the runs the config expects (or every run found) and build the three tables."""
     settings = settings or AnalysisConfig.from_config(config)
     runs_dir = Path(runs_dir)
@@ -110,9 +106,7 @@ def aggregate(
     if config is not None:
         extra = set(RunKey.existing(runs_dir)) - set(keys)
         if extra:
-            log.info(
-                "ignoring %d run folder(s) not in the config, e.g. %s", len(extra), sorted(extra, key=str)[0]
-            )
+            log.info("ignoring %d run folder(s) not in the config, e.g. %s", len(extra), sorted(extra, key=str)[0])
     loaded = load_runs(runs_dir, keys, include_incomplete=settings.include_incomplete)
     summary = Summary(
         curves=curves_table(loaded),

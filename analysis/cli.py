@@ -58,9 +58,7 @@ def _write_stats(scores: Any, summary: Path, settings: Any) -> None:
     from analysis.stats import aggregate_stats, per_task_stats
 
     write_csv(per_task_stats(scores, settings.ci), summary / "per_task.csv")
-    write_csv(
-        aggregate_stats(scores, settings.n_bootstrap, settings.ci, settings.seed), summary / "aggregate.csv"
-    )
+    write_csv(aggregate_stats(scores, settings.n_bootstrap, settings.ci, settings.seed), summary / "aggregate.csv")
     log.info("wrote %s and %s", summary / "per_task.csv", summary / "aggregate.csv")
 
 
@@ -202,8 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "tables",
         cmd_tables,
-        "From summary/{per_task,aggregate}.csv write Markdown and LaTeX tables "
-        "{scores,offline,regret,dip}.{md,tex}.",
+        "From summary/{per_task,aggregate}.csv write Markdown and LaTeX tables {scores,offline,regret,dip}.{md,tex}.",
     )
     p.add_argument("--summary-dir", help="summary folder (default R/summary)")
     p.add_argument("--out-dir", help="tables folder (default <summary-dir>/tables)")

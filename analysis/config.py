@@ -51,8 +51,15 @@ class AnalysisConfig:
         """Validate the ``analysis`` mapping against the schema and build the settings."""
         values = validate_section("analysis", copy.deepcopy(section))
         _check_colors(values["colors"])
-        return cls(**{**values, "early_fraction": float(values["early_fraction"]), "ci": float(values["ci"]),
-                      "formats": tuple(values["formats"]), "colors": dict(values["colors"])})
+        return cls(
+            **{
+                **values,
+                "early_fraction": float(values["early_fraction"]),
+                "ci": float(values["ci"]),
+                "formats": tuple(values["formats"]),
+                "colors": dict(values["colors"]),
+            }
+        )
 
 
 def _check_colors(colors: dict[str, str]) -> None:

@@ -23,5 +23,7 @@ def partial_note(scores: pd.DataFrame | None) -> str | None:
         f"{method_label(m)} n={int(counts.loc[m, 'sum'])}/{int(counts.loc[m, 'count'])}"
         for m in order_methods(counts.index)
     )
-    return (f"Partial results: {int(done.sum())} of {len(scores)} runs complete ({per_method}); "
-            "the others are listed in missing.csv.")
+    return (
+        f"Partial results: {int(done.sum())} of {len(scores)} runs complete ({per_method}); "
+        "the others are listed in missing.csv."
+    )

@@ -88,9 +88,7 @@ def _bottom_axes(axes: np.ndarray, n: int) -> list:
     return [axes[max(r for r in range(nrows) if r * ncols + j < n), j] for j in range(min(ncols, n))]
 
 
-def _method_legend(
-    fig: Figure, methods: list[str], settings: AnalysisConfig, extra: list | None = None
-) -> None:
+def _method_legend(fig: Figure, methods: list[str], settings: AnalysisConfig, extra: list | None = None) -> None:
     handles = [Line2D([], [], color=method_color(m, settings.colors), label=method_label(m)) for m in methods]
     handles += extra or []
     fig.legend(
@@ -196,9 +194,7 @@ def plot_regret_and_final(tables: Tables, settings: AnalysisConfig) -> Figure:
         ax.set_ylabel(label)
         ax.grid(axis="x", visible=False)
     axes[0, 0].set_ylim(bottom=min(0.0, axes[0, 0].get_ylim()[0]))
-    axes[-1, 0].set_xticks(
-        x, tasks, rotation=20 if len(tasks) > 3 else 0, ha="right" if len(tasks) > 3 else "center"
-    )
+    axes[-1, 0].set_xticks(x, tasks, rotation=20 if len(tasks) > 3 else 0, ha="right" if len(tasks) > 3 else "center")
     _method_legend(fig, methods, settings)
     fig.tight_layout()
     return fig
@@ -316,9 +312,7 @@ def plot_iqm_aggregate(tables: Tables, settings: AnalysisConfig) -> Figure:
         for _, row in rows.iterrows():
             color = method_color(row["method"], settings.colors)
             yy = y[row["method"]]
-            ax.barh(
-                yy, row["ci_high"] - row["ci_low"], left=row["ci_low"], height=0.6, color=color, alpha=0.6
-            )
+            ax.barh(yy, row["ci_high"] - row["ci_low"], left=row["ci_low"], height=0.6, color=color, alpha=0.6)
             ax.plot([row["value"]] * 2, [yy - 0.3, yy + 0.3], color="black", lw=1.5)
         ax.set_title(f"IQM {METRIC_LABELS[metric]}")
         ax.margins(x=0.15)
@@ -343,9 +337,7 @@ FIGURES: dict[str, Callable[[Tables, AnalysisConfig], Figure]] = {
 }
 
 
-def make_figures(
-    tables: Tables, out_dir: Path, settings: AnalysisConfig, names: list[str] | None = None
-) -> list[Path]:
+def make_figures(tables: Tables, out_dir: Path, settings: AnalysisConfig, names: list[str] | None = None) -> list[Path]:
     """Draw and save the named figures (all by default); return every file written."""
     written: list[Path] = []
     partial = partial_note(tables.scores)

@@ -125,9 +125,7 @@ def read_metrics(path: Path, key: RunKey, phase: str) -> pd.DataFrame:
     # A resumed run may log an evaluation twice; the later row is the one of the finished run.
     duplicated = frame.duplicated(subset=["grad_step", "env_steps"], keep="last")
     if duplicated.any():
-        log.warning(
-            "%s: %d duplicated evaluation(s) (resume?); keeping the last of each", path, int(duplicated.sum())
-        )
+        log.warning("%s: %d duplicated evaluation(s) (resume?); keeping the last of each", path, int(duplicated.sum()))
         frame = frame[~duplicated]
     if frame.empty:
         raise ValueError(f"{path} has no usable rows")

@@ -91,9 +91,7 @@ def stratified_bootstrap(
         return float("nan"), float("nan"), float("nan")
     rng = rng if rng is not None else np.random.default_rng(0)
     point = float(statistic(np.concatenate(groups)))
-    resampled = np.concatenate(
-        [g[rng.integers(0, g.size, size=(n_bootstrap, g.size))] for g in groups], axis=1
-    )
+    resampled = np.concatenate([g[rng.integers(0, g.size, size=(n_bootstrap, g.size))] for g in groups], axis=1)
     boot = statistic(resampled)
     alpha = (1.0 - ci) / 2.0
     low, high = np.quantile(boot, [alpha, 1.0 - alpha])
@@ -122,14 +120,10 @@ def per_task_stats(scores: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
                     "ci_high": high,
                 }
             )
-    return pd.DataFrame(
-        rows, columns=["task", "method", "metric", "n_seeds", "mean", "se", "ci_low", "ci_high"]
-    )
+    return pd.DataFrame(rows, columns=["task", "method", "metric", "n_seeds", "mean", "se", "ci_low", "ci_high"])
 
 
-def aggregate_stats(
-    scores: pd.DataFrame, n_bootstrap: int = 2000, ci: float = 0.95, seed: int = 0
-) -> pd.DataFrame:
+def aggregate_stats(scores: pd.DataFrame, n_bootstrap: int = 2000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """IQM and mean across tasks and seeds with stratified-bootstrap CIs, per method x metric."""
     estimators: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "iqm": lambda x: iqm(x, axis=-1),
@@ -140,9 +134,7 @@ def aggregate_stats(
     metrics = present_metrics(scores)
     for method, group in scores.groupby("method", sort=True):
         for metric in metrics:
-            per_task = {
-                task: g[metric].dropna().to_numpy(dtype=float) for task, g in group.groupby("task", sort=True)
-            }
+            per_task = {task: g[metric].dropna().to_numpy(dtype=float) for task, g in group.groupby("task", sort=True)}
             per_task = {task: v for task, v in per_task.items() if v.size}
             if not per_task:
                 continue

@@ -59,9 +59,7 @@ class Cell:
     bold: bool = False
 
 
-def _cells(
-    per_task: pd.DataFrame, spec: TableSpec
-) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
+def _cells(per_task: pd.DataFrame, spec: TableSpec) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
     rows = per_task[per_task["metric"] == spec.metric]
     tasks = sorted(rows["task"].unique())
     methods = order_methods(rows["method"].unique())
@@ -70,9 +68,7 @@ def _cells(
     if higher is None:
         return tasks, methods, cells
     for task in tasks:
-        present = [
-            cells[(task, m)] for m in methods if (task, m) in cells and math.isfinite(cells[(task, m)].mean)
-        ]
+        present = [cells[(task, m)] for m in methods if (task, m) in cells and math.isfinite(cells[(task, m)].mean)]
         if len(present) < 2:
             continue
         rounded = [round(c.mean, spec.decimals) for c in present]
@@ -155,9 +151,7 @@ def markdown_table(
             if c is None or not math.isfinite(c.mean):
                 parts.append("–")
                 continue
-            text = _fmt(c.mean, spec.decimals) + (
-                f" ± {_fmt(c.se, spec.decimals)}" if math.isfinite(c.se) else ""
-            )
+            text = _fmt(c.mean, spec.decimals) + (f" ± {_fmt(c.se, spec.decimals)}" if math.isfinite(c.se) else "")
             text = f"**{text}**" if c.bold else text
             parts.append(text + (f" (n={c.n})" if c.n != most else ""))
         lines.append(f"| {task} | " + " | ".join(parts) + " |")

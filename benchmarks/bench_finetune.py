@@ -38,8 +38,12 @@ from calql.training.pretrain import run_pretrain
 
 TASK: dict[str, Any] = {
     "domain": "pointmaze",
-    "env": {"id": "PointMaze_UMaze-v3", "obs_keys": ["observation"],
-            "eval_reset": {"reset_cell": [3, 1], "goal_cell": [1, 1]}, "max_episode_steps": 300},
+    "env": {
+        "id": "PointMaze_UMaze-v3",
+        "obs_keys": ["observation"],
+        "eval_reset": {"reset_cell": [3, 1], "goal_cell": [1, 1]},
+        "max_episode_steps": 300,
+    },
     "source": {"kind": "generated", "n_transitions": 20000, "segment_length": 500, "seed": 0},
     "reward": {"scale": 10.0, "bias": -5.0, "sparse": True, "negative_reward": 0.0},
 }
@@ -47,18 +51,29 @@ TASK: dict[str, Any] = {
 
 def make_config(root: Path, env_steps: int, threads: int, device: str, utd: float) -> dict[str, Any]:
     config = {
-        "experiment": "bench", "results_dir": str(root), "tasks": {"umaze": copy.deepcopy(TASK)},
-        "train": {"device": device, "threads": threads,
-                  "pretrain": {"steps": 1, "eval_every": 1, "eval_episodes": 1},
-                  "finetune": {"env_steps": env_steps, "eval_every_env_steps": 10 * env_steps, "eval_episodes": 1,
-                               "utd_ratio": utd, "checkpoint_every_env_steps": 10 * env_steps,
-                               "checkpoint_minutes": 1e6}},
+        "experiment": "bench",
+        "results_dir": str(root),
+        "tasks": {"umaze": copy.deepcopy(TASK)},
+        "train": {
+            "device": device,
+            "threads": threads,
+            "pretrain": {"steps": 1, "eval_every": 1, "eval_episodes": 1},
+            "finetune": {
+                "env_steps": env_steps,
+                "eval_every_env_steps": 10 * env_steps,
+                "eval_episodes": 1,
+                "utd_ratio": utd,
+                "checkpoint_every_env_steps": 10 * env_steps,
+                "checkpoint_minutes": 1e6,
+            },
+        },
     }
     return validate_config(config)
 
 
-def time_cell(root: Path, dataset: Path, method: str, threads: int, args: argparse.Namespace,
-              rollout_only: bool, rep: int) -> float:
+def time_cell(
+    root: Path, dataset: Path, method: str, threads: int, args: argparse.Namespace, rollout_only: bool, rep: int
+) -> float:
     utd = 1e-9 if rollout_only else 1.0
     config = make_config(root, args.env_steps, threads, args.device, utd)
     run_dir = root / f"{method}-{threads}-{int(rollout_only)}-{rep}"
@@ -70,8 +85,9 @@ def time_cell(root: Path, dataset: Path, method: str, threads: int, args: argpar
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", nargs="+", default=["calql", "cql", "iql", "sac"],
-                   choices=["calql", "cql", "iql", "sac"])
+    p.add_argument(
+        "--methods", nargs="+", default=["calql", "cql", "iql", "sac"], choices=["calql", "cql", "iql", "sac"]
+    )
     p.add_argument("--threads", nargs="+", type=int, default=[1])
     p.add_argument("--env-steps", type=int, default=3000, help="online env steps per timed run")
     p.add_argument("--repeats", type=int, default=1)
@@ -92,17 +108,32 @@ def main(argv: list[str] | None = None) -> int:
             values = [time_cell(root, dataset, method, threads, args, rollout_only, rep) for rep in range(args.repeats)]
             med = statistics.median(values)
             name = "rollout" if rollout_only else method
-            rows.append({"cell": name, "threads": threads, "env_steps_per_s": round(med, 1),
-                         "all": [round(v, 1) for v in values], "utd": 0.0 if rollout_only else 1.0})
+            rows.append(
+                {
+                    "cell": name,
+                    "threads": threads,
+                    "env_steps_per_s": round(med, 1),
+                    "all": [round(v, 1) for v in values],
+                    "utd": 0.0 if rollout_only else 1.0,
+                }
+            )
             print(f"{name:8s} threads={threads}  {med:8.1f} env steps/s (UTD {rows[-1]['utd']})", flush=True)
     try:
         load = os.getloadavg()
     except OSError:
         load = None
-    meta = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "loadavg_at_end": load, "device": args.device, "env_steps": args.env_steps,
-            "repeats": args.repeats, "task": "PointMaze_UMaze-v3, pointmaze preset ([64,64], batch 256)",
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_at_end": load,
+        "device": args.device,
+        "env_steps": args.env_steps,
+        "repeats": args.repeats,
+        "task": "PointMaze_UMaze-v3, pointmaze preset ([64,64], batch 256)",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     write_json(args.out, {"meta": meta, "results": rows})
     print("\n| cell | threads | env steps/s |\n|---|---|---|")
     for r in rows:

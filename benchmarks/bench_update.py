@@ -29,10 +29,18 @@ from calql.atomic import write_json
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "sac": {"policy_hidden": [256, 256], "critic_hidden": [256, 256, 256, 256]},
-        "cql": {"policy_hidden": [256, 256], "critic_hidden": [256, 256, 256, 256], "cql_lagrange": True,
-                "cql_target_action_gap": 0.8},
-        "calql": {"policy_hidden": [256, 256], "critic_hidden": [256, 256, 256, 256], "cql_lagrange": True,
-                  "cql_target_action_gap": 0.8},
+        "cql": {
+            "policy_hidden": [256, 256],
+            "critic_hidden": [256, 256, 256, 256],
+            "cql_lagrange": True,
+            "cql_target_action_gap": 0.8,
+        },
+        "calql": {
+            "policy_hidden": [256, 256],
+            "critic_hidden": [256, 256, 256, 256],
+            "cql_lagrange": True,
+            "cql_target_action_gap": 0.8,
+        },
         "iql": {"hidden": [256, 256]},
     },
     "small": {
@@ -76,11 +84,18 @@ def time_cell(method: str, hparams: dict[str, Any], threads: int, args: argparse
         blocks.append((time.perf_counter() - t0) / args.steps * 1000.0)
         cpu_blocks.append((time.process_time() - c0) / args.steps * 1000.0)
     med = statistics.median(blocks)
-    return {"method": method, "threads": threads, "ms_median": round(med, 2), "ms_min": round(min(blocks), 2),
-            "ms_max": round(max(blocks), 2), "updates_per_s": round(1000.0 / med, 1),
-            # CPU time of this process per update: with 1 thread it excludes time the process waited
-            # for a core held by other jobs, so it is the better number on a shared machine.
-            "cpu_ms_median": round(statistics.median(cpu_blocks), 2), "hparams": hparams}
+    return {
+        "method": method,
+        "threads": threads,
+        "ms_median": round(med, 2),
+        "ms_min": round(min(blocks), 2),
+        "ms_max": round(max(blocks), 2),
+        "updates_per_s": round(1000.0 / med, 1),
+        # CPU time of this process per update: with 1 thread it excludes time the process waited
+        # for a core held by other jobs, so it is the better number on a shared machine.
+        "cpu_ms_median": round(statistics.median(cpu_blocks), 2),
+        "hparams": hparams,
+    }
 
 
 def _loadavg() -> list[float] | None:
@@ -93,6 +108,7 @@ def _loadavg() -> list[float] | None:
 
 def _cpu_busy(interval: float = 2.0) -> float | None:
     """Fraction of all CPU time used by other processes over ``interval`` s (we sleep meanwhile)."""
+
     def read() -> tuple[int, int]:
         vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
@@ -139,8 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10, help="updates per timed block")
     p.add_argument("--repeats", type=int, default=7, help="timed blocks; the median is reported")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--wait-quiet", type=float, default=None, metavar="FRACTION",
-                   help="before each cell wait until other processes use < FRACTION of the CPUs (shared machines)")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="before each cell wait until other processes use < FRACTION of the CPUs (shared machines)",
+    )
     p.add_argument("--wait-max", type=float, default=300.0, help="longest wait per cell for --wait-quiet (s)")
     p.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = p.parse_args(argv)
@@ -156,27 +177,44 @@ def main(argv: list[str] | None = None) -> int:
                 load = _loadavg()
                 row.update(size=size, loadavg_1min=load[0] if load else None)
                 rows.append(row)
-                print(f"{size:6s} {method:6s} threads={threads}  median {row['ms_median']:8.2f} ms/update "
-                      f"(min {row['ms_min']:.2f}, max {row['ms_max']:.2f}, cpu {row['cpu_ms_median']:.2f})  "
-                      f"{row['updates_per_s']:8.1f} updates/s  others' CPU {row['other_cpu_busy_before']}, "
-                      f"load {row['loadavg_1min']}", flush=True)
+                print(
+                    f"{size:6s} {method:6s} threads={threads}  median {row['ms_median']:8.2f} ms/update "
+                    f"(min {row['ms_min']:.2f}, max {row['ms_max']:.2f}, cpu {row['cpu_ms_median']:.2f})  "
+                    f"{row['updates_per_s']:8.1f} updates/s  others' CPU {row['other_cpu_busy_before']}, "
+                    f"load {row['loadavg_1min']}",
+                    flush=True,
+                )
     meta = {
-        "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-        "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "loadavg_at_start": load_start,
-        "loadavg_at_end": _loadavg(), "device": args.device,
-        "batch": args.batch, "obs_dim": args.obs_dim, "act_dim": args.act_dim, "n_actions": 10,
-        "warmup": args.warmup, "steps_per_block": args.steps, "repeats": args.repeats,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "loadavg_at_start": load_start,
+        "loadavg_at_end": _loadavg(),
+        "device": args.device,
+        "batch": args.batch,
+        "obs_dim": args.obs_dim,
+        "act_dim": args.act_dim,
+        "n_actions": 10,
+        "warmup": args.warmup,
+        "steps_per_block": args.steps,
+        "repeats": args.repeats,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(args.out, {"meta": meta, "results": rows})
-    print("\n| size | method | threads | median ms/update | min ms | CPU ms/update | updates/s "
-          "| others' CPU use before | load (1 min) after |")
+    print(
+        "\n| size | method | threads | median ms/update | min ms | CPU ms/update | updates/s "
+        "| others' CPU use before | load (1 min) after |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['method']} | {r['threads']} | {r['ms_median']:.1f} | {r['ms_min']:.1f} "
-              f"| {r['cpu_ms_median']:.1f} | {r['updates_per_s']:.0f} | {r['other_cpu_busy_before']} "
-              f"| {r['loadavg_1min']} |")
+        print(
+            f"| {r['size']} | {r['method']} | {r['threads']} | {r['ms_median']:.1f} | {r['ms_min']:.1f} "
+            f"| {r['cpu_ms_median']:.1f} | {r['updates_per_s']:.0f} | {r['other_cpu_busy_before']} "
+            f"| {r['loadavg_1min']} |"
+        )
     print(f"\nwrote {args.out}", file=sys.stderr)
     return 0
 

@@ -81,8 +81,11 @@ def load_dataset(path: str):
     tout = tout & ~term  # d3rlpy asserts never both; the success (terminal) wins
     picker = d3rlpy.dataset.SparseRewardTransitionPicker(failure_return=-500.0, step_reward=-5.0)
     ds = d3rlpy.dataset.MDPDataset(
-        observations=obs, actions=act, rewards=rew.reshape(-1, 1),
-        terminals=term.astype(np.float32), timeouts=tout.astype(np.float32),
+        observations=obs,
+        actions=act,
+        rewards=rew.reshape(-1, 1),
+        terminals=term.astype(np.float32),
+        timeouts=tout.astype(np.float32),
         transition_picker=picker,
         action_space=d3rlpy.ActionSpace.CONTINUOUS,
     )
@@ -107,10 +110,15 @@ def check_returns_to_go(ds, info, gamma: float) -> dict:
         start += n
     ours_a, theirs_a = np.array(ours), np.array(theirs)
     diff = np.abs(ours_a - theirs_a)
-    return {"transitions_used": len(ours), "transitions_dropped_by_d3rlpy": dropped,
-            "episodes": len(ds.episodes), "max_abs_diff": float(diff.max()),
-            "n_diff_gt_1e-3": int((diff > 1e-3).sum()), "mean_ours": float(ours_a.mean()),
-            "mean_d3rlpy": float(theirs_a.mean())}
+    return {
+        "transitions_used": len(ours),
+        "transitions_dropped_by_d3rlpy": dropped,
+        "episodes": len(ds.episodes),
+        "max_abs_diff": float(diff.max()),
+        "n_diff_gt_1e-3": int((diff > 1e-3).sum()),
+        "mean_ours": float(ours_a.mean()),
+        "mean_d3rlpy": float(theirs_a.mean()),
+    }
 
 
 def flat_transitions(ds, info) -> dict:
@@ -122,13 +130,18 @@ def flat_transitions(ds, info) -> dict:
         o = np.asarray(ep.observations, dtype=np.float32)
         nxt = np.zeros_like(o[:m])
         k = min(m, n - 1)
-        nxt[:k] = o[1:k + 1]  # terminal step (if any) keeps zeros, as BasicTransitionPicker
+        nxt[:k] = o[1 : k + 1]  # terminal step (if any) keeps zeros, as BasicTransitionPicker
         t = np.zeros((m, 1), np.float32)
         if ep.terminated:
             t[m - 1] = 1.0
-        obs.append(o[:m]); act.append(ep.actions[:m]); rew.append(ep.rewards[:m]); nobs.append(nxt)
-        term.append(t); rtg.append(info["mc"][start:start + m].reshape(-1, 1))
+        obs.append(o[:m])
+        act.append(ep.actions[:m])
+        rew.append(ep.rewards[:m])
+        nobs.append(nxt)
+        term.append(t)
+        rtg.append(info["mc"][start : start + m].reshape(-1, 1))
         start += n
+
     def cat(xs: list) -> np.ndarray:
         return np.ascontiguousarray(np.concatenate(xs).astype(np.float32))
 
@@ -140,13 +153,22 @@ def fast_update(algo, flat: dict, batch_size: int) -> dict:
     from d3rlpy.torch_utility import TorchMiniBatch
 
     idx = np.random.randint(len(flat["obs"]), size=batch_size)  # uniform, as ReplayBuffer
+
     def g(k: str) -> torch.Tensor:
         return torch.from_numpy(flat[k][idx])
 
     act = g("act")
-    tb = TorchMiniBatch(observations=g("obs"), actions=act, rewards=g("rew"), next_observations=g("nobs"),
-                        next_actions=torch.zeros_like(act), returns_to_go=g("rtg"), terminals=g("term"),
-                        intervals=torch.ones_like(g("term")), device="cpu:0")
+    tb = TorchMiniBatch(
+        observations=g("obs"),
+        actions=act,
+        rewards=g("rew"),
+        next_observations=g("nobs"),
+        next_actions=torch.zeros_like(act),
+        returns_to_go=g("rtg"),
+        terminals=g("term"),
+        intervals=torch.ones_like(g("term")),
+        device="cpu:0",
+    )
     loss = algo.impl.update(tb, algo._grad_step)
     algo._grad_step += 1
     return loss
@@ -157,23 +179,23 @@ def make_config(method: str, args):
 
     enc = d3rlpy.models.VectorEncoderFactory(hidden_units=[64, 64], activation="relu")
     kw = dict(
-        actor_learning_rate=1e-4,        # policy_lr
-        critic_learning_rate=3e-4,       # qf_lr
-        temp_learning_rate=1e-4,         # log alpha shares the policy optimizer lr (policy_lr)
-        alpha_learning_rate=3e-4,        # Lagrange log alpha' uses qf_lr in ours/official
+        actor_learning_rate=1e-4,  # policy_lr
+        critic_learning_rate=3e-4,  # qf_lr
+        temp_learning_rate=1e-4,  # log alpha shares the policy optimizer lr (policy_lr)
+        alpha_learning_rate=3e-4,  # Lagrange log alpha' uses qf_lr in ours/official
         actor_encoder_factory=enc,
         critic_encoder_factory=enc,
         batch_size=256,
         gamma=0.99,
-        tau=0.05,                        # pointmaze preset (official 5e-3)
+        tau=0.05,  # pointmaze preset (official 5e-3)
         n_critics=2,
-        initial_temperature=1.0,         # log alpha init 0
-        initial_alpha=math.e,            # official log_alpha_prime init 1.0 -> alpha' = e
-        alpha_threshold=0.8,             # cql_target_action_gap
-        conservative_weight=5.0,         # cql_min_q_weight
-        n_action_samples=10,             # cql_n_actions (also used by the max-Q backup)
-        soft_q_backup=False,             # backup_entropy False
-        max_q_backup=True,               # max_target_backup True
+        initial_temperature=1.0,  # log alpha init 0
+        initial_alpha=math.e,  # official log_alpha_prime init 1.0 -> alpha' = e
+        alpha_threshold=0.8,  # cql_target_action_gap
+        conservative_weight=5.0,  # cql_min_q_weight
+        n_action_samples=10,  # cql_n_actions (also used by the max-Q backup)
+        soft_q_backup=False,  # backup_entropy False
+        max_q_backup=True,  # max_target_backup True
     )
     if method == "calql":
         return d3rlpy.algos.CalQLConfig(**kw)
@@ -228,8 +250,11 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=2_000)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--orthogonal-init", action="store_true",
-                   help="re-initialise networks like the official code (off: stock d3rlpy init)")
+    p.add_argument(
+        "--orthogonal-init",
+        action="store_true",
+        help="re-initialise networks like the official code (off: stock d3rlpy init)",
+    )
     p.add_argument("--sampler", choices=["fast", "d3rlpy"], default="fast")
     p.add_argument("--check-rtg", action="store_true", help="compare d3rlpy returns-to-go with mc_returns")
     p.add_argument("--out", default="benchmarks/results/compare_d3rlpy_medium_diverse.csv")
@@ -242,8 +267,11 @@ def main() -> None:
     d3rlpy.seed(args.seed)
     t0, c0 = time.time(), time.process_time()
     ds, info = load_dataset(args.data)
-    print(f"dataset: {info['n']} transitions, {len(ds.episodes)} episodes, "
-          f"{info['n_both']} terminal&timeout steps (terminal kept)", flush=True)
+    print(
+        f"dataset: {info['n']} transitions, {len(ds.episodes)} episodes, "
+        f"{info['n_both']} terminal&timeout steps (terminal kept)",
+        flush=True,
+    )
     if args.check_rtg:
         print("rtg_check", json.dumps(check_returns_to_go(ds, info, 0.99)), flush=True)
 
@@ -256,9 +284,17 @@ def main() -> None:
 
     def record(step: int) -> None:
         rate = evaluate(algo, args.eval_episodes, args.seed * 100000 + (step // args.eval_every) * 1000)
-        row = dict(library=f"d3rlpy-{d3rlpy.__version__}", method=args.method, seed=args.seed, step=step,
-                   score=100.0 * rate, success_rate=rate, wall_s=round(time.time() - t0, 1),
-                   cpu_s=round(time.process_time() - c0, 1), sampler=args.sampler)
+        row = dict(
+            library=f"d3rlpy-{d3rlpy.__version__}",
+            method=args.method,
+            seed=args.seed,
+            step=step,
+            score=100.0 * rate,
+            success_rate=rate,
+            wall_s=round(time.time() - t0, 1),
+            cpu_s=round(time.process_time() - c0, 1),
+            sampler=args.sampler,
+        )
         print(json.dumps(row), flush=True)
         new = not os.path.exists(args.out)
         with open(args.out, "a", newline="") as f:
@@ -270,9 +306,14 @@ def main() -> None:
     record(0)
     if args.sampler == "d3rlpy":
         for epoch, metrics in algo.fitter(
-            ds, n_steps=args.steps, n_steps_per_epoch=args.eval_every,
-            experiment_name=f"d3rlpy_{args.method}_{args.seed}", with_timestamp=False,
-            logger_adapter=d3rlpy.logging.NoopAdapterFactory(), show_progress=False, save_interval=10**9,
+            ds,
+            n_steps=args.steps,
+            n_steps_per_epoch=args.eval_every,
+            experiment_name=f"d3rlpy_{args.method}_{args.seed}",
+            with_timestamp=False,
+            logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+            show_progress=False,
+            save_interval=10**9,
         ):
             print(f"epoch {epoch}: " + json.dumps({k: round(float(v), 4) for k, v in metrics.items()}), flush=True)
             record(epoch * args.eval_every)
@@ -283,8 +324,10 @@ def main() -> None:
             for k, v in fast_update(algo, flat, 256).items():
                 acc[k] = acc.get(k, 0.0) + float(v)
             if step % args.eval_every == 0:
-                print(f"step {step}: " + json.dumps({k: round(v / args.eval_every, 4) for k, v in acc.items()}),
-                      flush=True)
+                print(
+                    f"step {step}: " + json.dumps({k: round(v / args.eval_every, 4) for k, v in acc.items()}),
+                    flush=True,
+                )
                 acc = {}
                 record(step)
     print(f"done: wall {time.time() - t0:.0f}s cpu {time.process_time() - c0:.0f}s", flush=True)

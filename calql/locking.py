@@ -37,13 +37,15 @@ def holder(path: Path) -> str:
         info = {}
     if not info.get("pid"):
         return "another process (it has not written its PID yet)"
-    return (f"PID {info['pid']} on host {info.get('host', '?')} ({info.get('what', '?')}, "
-            f"since {info.get('started', '?')})")
+    return (
+        f"PID {info['pid']} on host {info.get('host', '?')} ({info.get('what', '?')}, since {info.get('started', '?')})"
+    )
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, what: str, wait: float | None = None, poll: float = 0.5,
-                   busy: str = "is locked") -> Iterator[None]:
+def exclusive_lock(
+    path: Path, what: str, wait: float | None = None, poll: float = 0.5, busy: str = "is locked"
+) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` while the block runs.
 
     ``what``: what the holder does (written into the file). ``wait``: seconds to wait for another
@@ -69,7 +71,16 @@ def exclusive_lock(path: Path, what: str, wait: float | None = None, poll: float
                 time.sleep(poll)
         fh.seek(0)
         fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": what,
-                             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv}))
+        fh.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "what": what,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "argv": sys.argv,
+                }
+            )
+        )
         fh.flush()
         yield  # closing the file releases the lock

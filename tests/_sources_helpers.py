@@ -167,18 +167,26 @@ def build_minari_pointmaze(
         terminations = [False] * length
         truncations = [False] * length
         (terminations if terminate_last[k] else truncations)[-1] = True
-        buffers.append(EpisodeBuffer(
-            id=k, seed=seed + k,
-            observations={key: np.stack(v) for key, v in observations.items()},
-            actions=np.stack(actions), rewards=np.asarray(rewards),
-            terminations=np.asarray(terminations), truncations=np.asarray(truncations),
-            infos={},
-        ))
+        buffers.append(
+            EpisodeBuffer(
+                id=k,
+                seed=seed + k,
+                observations={key: np.stack(v) for key, v in observations.items()},
+                actions=np.stack(actions),
+                rewards=np.asarray(rewards),
+                terminations=np.asarray(terminations),
+                truncations=np.asarray(truncations),
+                infos={},
+            )
+        )
     kwargs: dict[str, Any] = {}
     if ref_scores is not None:
         kwargs = dict(ref_min_score=ref_scores[0], ref_max_score=ref_scores[1])
     dataset = minari.create_dataset_from_buffers(
-        dataset_id=dataset_id, buffer=buffers, env=env, algorithm_name="random",
+        dataset_id=dataset_id,
+        buffer=buffers,
+        env=env,
+        algorithm_name="random",
         **kwargs,
     )
     env.close()

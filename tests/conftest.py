@@ -28,8 +28,12 @@ UMAZE_TASK = {
 
 
 def write_config(path: Path, tasks: dict | None = None, **top) -> Path:
-    config = {"experiment": "pytest", "results_dir": str(path.parent / "results"),
-              "tasks": tasks or {"umaze": UMAZE_TASK}, **top}
+    config = {
+        "experiment": "pytest",
+        "results_dir": str(path.parent / "results"),
+        "tasks": tasks or {"umaze": UMAZE_TASK},
+        **top,
+    }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

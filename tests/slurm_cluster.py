@@ -35,8 +35,9 @@ class SlurmUnavailable(RuntimeError):
 
 
 def _run(cmd: list[str], timeout: float = 60, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            timeout=timeout, check=False, **kwargs)
+    result = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False, **kwargs
+    )
     if check and result.returncode != 0:
         raise SlurmUnavailable(f"`{' '.join(cmd)}` failed ({result.returncode}): {result.stdout[-2000:]}")
     return result
@@ -90,34 +91,38 @@ class SlurmCluster:
         for sub in ("state", "spool", "log", "run"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         b = self.base
-        self.conf.write_text("\n".join([
-            f"ClusterName={self.cluster_name}",
-            f"SlurmctldHost={self.host}(127.0.0.1)",
-            "SlurmUser=root",
-            "SlurmdUser=root",
-            "AuthType=auth/munge",
-            "CryptoType=crypto/munge",
-            "SlurmctldPort=6817",
-            "SlurmdPort=6818",
-            f"StateSaveLocation={b}/state",
-            f"SlurmdSpoolDir={b}/spool",
-            f"SlurmctldPidFile={b}/run/slurmctld.pid",
-            f"SlurmdPidFile={b}/run/slurmd.pid",
-            f"SlurmctldLogFile={b}/log/slurmctld.log",
-            f"SlurmdLogFile={b}/log/slurmd.log",
-            "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
-            "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_Core_Memory",
-            "AccountingStorageType=accounting_storage/none",
-            "JobAcctGatherType=jobacct_gather/none",
-            "MinJobAge=300",
-            "ReturnToService=2",
-            "SchedulerType=sched/backfill",
-            self._node_line(),
-            "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
-            "",
-        ]))
+        self.conf.write_text(
+            "\n".join(
+                [
+                    f"ClusterName={self.cluster_name}",
+                    f"SlurmctldHost={self.host}(127.0.0.1)",
+                    "SlurmUser=root",
+                    "SlurmdUser=root",
+                    "AuthType=auth/munge",
+                    "CryptoType=crypto/munge",
+                    "SlurmctldPort=6817",
+                    "SlurmdPort=6818",
+                    f"StateSaveLocation={b}/state",
+                    f"SlurmdSpoolDir={b}/spool",
+                    f"SlurmctldPidFile={b}/run/slurmctld.pid",
+                    f"SlurmdPidFile={b}/run/slurmd.pid",
+                    f"SlurmctldLogFile={b}/log/slurmctld.log",
+                    f"SlurmdLogFile={b}/log/slurmd.log",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core_Memory",
+                    "AccountingStorageType=accounting_storage/none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "MinJobAge=300",
+                    "ReturnToService=2",
+                    "SchedulerType=sched/backfill",
+                    self._node_line(),
+                    "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
 
     def _link_system_conf(self) -> None:
         if SYSTEM_CONF.is_symlink() and SYSTEM_CONF.resolve() == self.conf:
@@ -150,8 +155,9 @@ class SlurmCluster:
         self._procs.append((name, proc))
         time.sleep(0.3)
         if proc.poll() is not None:
-            raise SlurmUnavailable(f"{name} exited at start ({proc.returncode}); see {self.base / 'log'}: "
-                                   + self._tail(name))
+            raise SlurmUnavailable(
+                f"{name} exited at start ({proc.returncode}); see {self.base / 'log'}: " + self._tail(name)
+            )
 
     def _tail(self, name: str) -> str:
         texts = []
@@ -185,8 +191,7 @@ class SlurmCluster:
             self._start("slurmctld", [_which("slurmctld") or "slurmctld", "-D", "-f", str(self.conf)])
             self._wait("slurmctld", lambda: "UP" in _run(["scontrol", "ping"], check=False).stdout)
             self._start("slurmd", [_which("slurmd") or "slurmd", "-D", "-f", str(self.conf)])
-            self._wait("an idle node", lambda: "idle" in _run(
-                ["sinfo", "-h", "-o", "%T"], check=False).stdout)
+            self._wait("an idle node", lambda: "idle" in _run(["sinfo", "-h", "-o", "%T"], check=False).stdout)
         except BaseException:
             self.stop()
             raise

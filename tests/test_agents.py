@@ -95,7 +95,9 @@ def test_state_dict_round_trip_is_bit_identical(method):
     assert ma.keys() == mb.keys()
     for k in ma:
         assert torch.equal(ma[k], mb[k]), k
-    for (n1, p1), (_, p2) in zip(a.state_dict()["modules"]["policy"].items(), b.state_dict()["modules"]["policy"].items()):
+    for (n1, p1), (_, p2) in zip(
+        a.state_dict()["modules"]["policy"].items(), b.state_dict()["modules"]["policy"].items()
+    ):
         assert torch.equal(p1, p2), n1
     assert torch.equal(a.act(batch["observations"], False), b.act(batch["observations"], False))
     c = agent_from_state_dict(_roundtrip(a.state_dict()))
@@ -291,8 +293,25 @@ def test_benchmark_script_runs(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "r.json"
-    args = ["--methods", "calql", "iql", "--sizes", "small", "--threads", "1", "--warmup", "0", "--steps", "1",
-            "--repeats", "1", "--batch", "16", "--out", str(out)]
+    args = [
+        "--methods",
+        "calql",
+        "iql",
+        "--sizes",
+        "small",
+        "--threads",
+        "1",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+        "--repeats",
+        "1",
+        "--batch",
+        "16",
+        "--out",
+        str(out),
+    ]
     assert bench.main(args) == 0
     rows = json.loads(out.read_text())["results"]
     assert {r["method"] for r in rows} == {"calql", "iql"} and all(r["ms_median"] > 0 for r in rows)

@@ -126,9 +126,7 @@ def test_config_expects_runs_that_were_never_started(tmp_path: Path) -> None:
     assert (summary.scores["status"] == "missing").sum() == 11
     sac = summary.missing[summary.missing.method == "sac"]
     assert set(sac["phase"]) == {"finetune"}
-    assert (
-        len(summary.missing) == 2 * 2 * 2 + 2 * 2 * 2 + 2 * 2 - 2
-    )  # calql, cql (2 phases), sac (1); minus present
+    assert len(summary.missing) == 2 * 2 * 2 + 2 * 2 * 2 + 2 * 2 - 2  # calql, cql (2 phases), sac (1); minus present
 
 
 def test_runs_dir_alone_expects_cross_product(tmp_path: Path) -> None:
@@ -157,12 +155,8 @@ def test_early_fraction_from_config_changes_dip(tmp_path: Path) -> None:
 
 def test_analysis_section_defaults_and_validation(tmp_path: Path) -> None:
     assert AnalysisConfig.from_config(None) == AnalysisConfig()
-    settings = AnalysisConfig.from_section(
-        {"n_bootstrap": 500, "formats": ["png"], "colors": {"calql": "red"}}
-    )
-    assert (
-        settings.n_bootstrap == 500 and settings.formats == ("png",) and settings.colors == {"calql": "red"}
-    )
+    settings = AnalysisConfig.from_section({"n_bootstrap": 500, "formats": ["png"], "colors": {"calql": "red"}})
+    assert settings.n_bootstrap == 500 and settings.formats == ("png",) and settings.colors == {"calql": "red"}
     with pytest.raises(ConfigError, match="n_boostrap"):
         AnalysisConfig.from_section({"n_boostrap": 10})
     for bad in (

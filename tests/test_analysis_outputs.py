@@ -24,9 +24,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("analysis")
-    write_study(
-        root / "results" / "runs", ("taskA", "taskB"), ("calql", "cql", "iql", "sac"), (0, 1, 2), n_evals=6
-    )
+    write_study(root / "results" / "runs", ("taskA", "taskB"), ("calql", "cql", "iql", "sac"), (0, 1, 2), n_evals=6)
     config = {
         "experiment": "test",
         "results_dir": str(root / "results"),
@@ -103,9 +101,7 @@ def test_bold_is_best_per_row_higher_or_lower() -> None:
     assert "**90.0 ± 1.0**" in lines["t_1"] and "**80.0" not in lines["t_1"]
     assert "**30.0 ± 1.0** (n=3)" in lines["t_2"]  # fewer seeds than the others: stated
     assert "4 seeds per cell unless marked n=k" in scores
-    regret = markdown_table(
-        per_task(rows, "cumulative_regret"), TableSpec("r", "cumulative_regret", "Regret", 1)
-    )
+    regret = markdown_table(per_task(rows, "cumulative_regret"), TableSpec("r", "cumulative_regret", "Regret", 1))
     lines = {line.split("|")[1].strip(): line for line in regret.splitlines() if line.startswith("| t_")}
     assert "**80.0 ± 2.0**" in lines["t_1"] and "**10.0 ± 1.0**" in lines["t_2"]
     tex = latex_table(per_task(rows, "cumulative_regret"), TableSpec("r", "cumulative_regret", "Regret", 1))
@@ -153,9 +149,7 @@ def test_palette_fixed_and_fallback() -> None:
 
 
 def test_cli_help_and_errors(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "analysis", "--help"], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, "-m", "analysis", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "aggregate" in out.stdout and "figures" in out.stdout
     assert main(["-q", "stats", "--summary-dir", str(tmp_path)]) == 2  # no scores.csv: clear error
     assert main(["-q", "aggregate"]) == 2  # neither --runs-dir nor --config

@@ -101,11 +101,7 @@ def scores_table() -> pd.DataFrame:
 def test_per_task_stats_values() -> None:
     stats = per_task_stats(scores_table()).set_index(["task", "method", "metric"])
     row = stats.loc[("b", "calql", "final_score")]
-    assert (
-        row["n_seeds"] == 3
-        and row["mean"] == pytest.approx(80.0)
-        and row["se"] == pytest.approx(10 / math.sqrt(3))
-    )
+    assert row["n_seeds"] == 3 and row["mean"] == pytest.approx(80.0) and row["se"] == pytest.approx(10 / math.sqrt(3))
     assert ("a", "sac", "offline_score") not in stats.index  # all NaN: no row, not a fake number
 
 

@@ -15,9 +15,16 @@ def tiny(n: int = 10, labeled: bool = False) -> Dataset:
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(n + 1, 3)).astype(np.float32)
     extra = {"mc_returns": rng.normal(size=n), "train_rewards": rng.normal(size=n)} if labeled else {}
-    return Dataset(observations=obs[:-1], actions=rng.uniform(-1, 1, (n, 2)), rewards=rng.normal(size=n),
-                   terminals=np.zeros(n), timeouts=np.eye(1, n, n - 1)[0], next_observations=obs[1:],
-                   meta={"env_id": "X-v0"}, **extra)
+    return Dataset(
+        observations=obs[:-1],
+        actions=rng.uniform(-1, 1, (n, 2)),
+        rewards=rng.normal(size=n),
+        terminals=np.zeros(n),
+        timeouts=np.eye(1, n, n - 1)[0],
+        next_observations=obs[1:],
+        meta={"env_id": "X-v0"},
+        **extra,
+    )
 
 
 def test_roundtrip(tmp_path):
@@ -54,11 +61,23 @@ def test_truncated_file_detected(tmp_path):
 def test_inconsistent_arrays_rejected():
     ds = tiny()
     with pytest.raises(DatasetError, match="'actions' has 9 rows"):
-        Dataset(observations=ds.observations, actions=ds.actions[:-1], rewards=ds.rewards,
-                terminals=ds.terminals, timeouts=ds.timeouts, next_observations=ds.next_observations)
+        Dataset(
+            observations=ds.observations,
+            actions=ds.actions[:-1],
+            rewards=ds.rewards,
+            terminals=ds.terminals,
+            timeouts=ds.timeouts,
+            next_observations=ds.next_observations,
+        )
     with pytest.raises(DatasetError, match="NaN"):
-        Dataset(observations=ds.observations, actions=ds.actions, rewards=np.full(10, np.nan),
-                terminals=ds.terminals, timeouts=ds.timeouts, next_observations=ds.next_observations)
+        Dataset(
+            observations=ds.observations,
+            actions=ds.actions,
+            rewards=np.full(10, np.nan),
+            terminals=ds.terminals,
+            timeouts=ds.timeouts,
+            next_observations=ds.next_observations,
+        )
 
 
 def test_crash_leaves_no_output(tmp_path):

@@ -32,8 +32,14 @@ def test_check_layout_messages():
 
 
 def test_antmaze_layout_matches_d4rl_29_dims():
-    task = TaskSpec(name="a", domain="antmaze", env_id="AntMaze_Medium_Diverse_GR-v5", source={"kind": "d4rl"},
-                    env_kwargs={"include_cfrc_ext_in_observation": False}, obs_keys=("achieved_goal", "observation"))
+    task = TaskSpec(
+        name="a",
+        domain="antmaze",
+        env_id="AntMaze_Medium_Diverse_GR-v5",
+        source={"kind": "d4rl"},
+        env_kwargs={"include_cfrc_ext_in_observation": False},
+        obs_keys=("achieved_goal", "observation"),
+    )
     env = make_env(task, seed=0)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (29,) and env.obs_layout[0] == {"key": "achieved_goal", "size": 2}
@@ -43,7 +49,12 @@ def test_antmaze_layout_matches_d4rl_29_dims():
 
 
 def test_unknown_obs_key():
-    task = TaskSpec(name="p", domain="pointmaze", env_id="PointMaze_UMaze-v3", source={"kind": "generated"},
-                    obs_keys=("observaton",))
+    task = TaskSpec(
+        name="p",
+        domain="pointmaze",
+        env_id="PointMaze_UMaze-v3",
+        source={"kind": "generated"},
+        obs_keys=("observaton",),
+    )
     with pytest.raises(EnvMismatchError, match="observaton"):
         make_env(task)

@@ -84,8 +84,23 @@ def test_env_fixed_start_success_termination_and_layout(umaze_config):
 def test_cli_dataset_then_label(umaze_config, tmp_path):
     raw, labeled = tmp_path / "raw.hdf5", tmp_path / "lab.hdf5"
     assert main(["-q", "dataset", "--config", str(umaze_config), "--task", "umaze", "--out", str(raw)]) == 0
-    assert main(["-q", "label", "--config", str(umaze_config), "--task", "umaze",
-                 "--dataset", str(raw), "--out", str(labeled)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "label",
+                "--config",
+                str(umaze_config),
+                "--task",
+                "umaze",
+                "--dataset",
+                str(raw),
+                "--out",
+                str(labeled),
+            ]
+        )
+        == 0
+    )
     ds = load_dataset(labeled)
     assert ds.is_labeled and ds.meta["obs_layout"] == [{"key": "observation", "size": 4}]
     assert ds.meta["ref_min_score"] == 0.0 and ds.meta["ref_max_score"] == 1.0
@@ -113,8 +128,23 @@ def test_100k_transitions_offline_in_well_under_a_minute(umaze_config, tmp_path)
     path.write_text(yaml.safe_dump(config))
     t0 = time.perf_counter()
     assert main(["-q", "dataset", "--config", str(path), "--task", "umaze", "--out", str(tmp_path / "r.h5")]) == 0
-    assert main(["-q", "label", "--config", str(path), "--task", "umaze", "--dataset", str(tmp_path / "r.h5"),
-                 "--out", str(tmp_path / "l.h5")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "label",
+                "--config",
+                str(path),
+                "--task",
+                "umaze",
+                "--dataset",
+                str(tmp_path / "r.h5"),
+                "--out",
+                str(tmp_path / "l.h5"),
+            ]
+        )
+        == 0
+    )
     elapsed = time.perf_counter() - t0
     assert load_dataset(tmp_path / "l.h5").size == 100_000
     print(f"100k PointMaze transitions generated and labeled in {elapsed:.1f} s")  # reported, not asserted

@@ -95,8 +95,12 @@ def test_uniform_log_density():
 
 def test_importance_sampled_set_hand_case():
     cat = L.cql_cat_is(
-        q_rand=t([[1.0, 2.0]]), q_next=t([[0.0, 4.0]]), q_cur=t([[3.0, -1.0]]),
-        log_pi_next=t([[-1.0, 2.0]]), log_pi_cur=t([[0.5, 0.0]]), act_dim=2,
+        q_rand=t([[1.0, 2.0]]),
+        q_next=t([[0.0, 4.0]]),
+        q_cur=t([[3.0, -1.0]]),
+        log_pi_next=t([[-1.0, 2.0]]),
+        log_pi_cur=t([[0.5, 0.0]]),
+        act_dim=2,
     )
     ld = math.log(0.25)
     assert cat.tolist()[0] == pytest.approx([1 - ld, 2 - ld, 1.0, 2.0, 2.5, -1.0])

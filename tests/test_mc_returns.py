@@ -18,7 +18,9 @@ def obs_chain(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_success_trajectory_sparse():
     # raw rewards 0,0,1 (terminal at the goal) -> r~ = -5,-5,5
-    r = np.array([0, 0, 1.0]); d = np.array([0, 0, 1]); to = np.zeros(3)
+    r = np.array([0, 0, 1.0])
+    d = np.array([0, 0, 1])
+    to = np.zeros(3)
     obs, nxt = obs_chain(3)
     tr, mc, stats = label_returns(r, d, to, ANTMAZE, G, obs, nxt)
     np.testing.assert_allclose(tr, [-5, -5, 5])
@@ -28,7 +30,9 @@ def test_success_trajectory_sparse():
 
 
 def test_sparse_failure_gets_failure_value():
-    r = np.zeros(4); d = np.zeros(4); to = np.array([0, 0, 0, 1])
+    r = np.zeros(4)
+    d = np.zeros(4)
+    to = np.array([0, 0, 0, 1])
     obs, nxt = obs_chain(4)
     _, mc, stats = label_returns(r, d, to, ANTMAZE, 0.99, obs, nxt)
     np.testing.assert_allclose(mc, -500.0, rtol=1e-6)  # r_neg/(1-gamma) = -5/0.01
@@ -38,7 +42,9 @@ def test_sparse_failure_gets_failure_value():
 def test_timeout_ends_segment_but_is_not_terminal():
     # dense rewards 1,2 | 3 ; timeout after t=1 splits; G1 = 2 (tail 0, not cut by d), G0 = 1 + .9*2
     spec = RewardSpec()
-    r = np.array([1.0, 2.0, 3.0]); d = np.zeros(3); to = np.array([0, 1, 0])
+    r = np.array([1.0, 2.0, 3.0])
+    d = np.zeros(3)
+    to = np.array([0, 1, 0])
     obs, nxt = obs_chain(3)
     _, mc, stats = label_returns(r, d, to, spec, G, obs, nxt)
     np.testing.assert_allclose(mc, [1 + 0.9 * 2, 2.0, 3.0], rtol=1e-6)
@@ -47,9 +53,12 @@ def test_timeout_ends_segment_but_is_not_terminal():
 
 def test_discontinuity_split():
     spec = RewardSpec()
-    r = np.array([1.0, 1.0, 1.0, 1.0]); d = np.zeros(4); to = np.zeros(4)
+    r = np.array([1.0, 1.0, 1.0, 1.0])
+    d = np.zeros(4)
+    to = np.zeros(4)
     obs, nxt = obs_chain(4)
-    nxt = nxt.copy(); nxt[1] += 10.0  # next_obs[1] != obs[2]: a jump in the data
+    nxt = nxt.copy()
+    nxt[1] += 10.0  # next_obs[1] != obs[2]: a jump in the data
     ends = segment_ends(d, to, obs, nxt)
     assert ends.tolist() == [False, True, False, True]
     _, mc, stats = label_returns(r, d, to, spec, G, obs, nxt)
@@ -77,7 +86,9 @@ def test_reward_scale_before_failure_check_adroit():
 
 def test_segments_are_independent():
     # success segment then failure segment in one dataset
-    r = np.array([0, 1.0, 0, 0]); d = np.array([0, 1, 0, 0]); to = np.array([0, 0, 0, 1])
+    r = np.array([0, 1.0, 0, 0])
+    d = np.array([0, 1, 0, 0])
+    to = np.array([0, 0, 0, 1])
     obs, nxt = obs_chain(4)
     _, mc, stats = label_returns(r, d, to, ANTMAZE, 0.99, obs, nxt)
     np.testing.assert_allclose(mc, [-5 + 0.99 * 5, 5, -500, -500], rtol=1e-6)

@@ -73,8 +73,9 @@ def official_qlearning_dataset_and_calc_mc(dataset, reward_scale, reward_bias, g
             episode_step = 0
             ep = {k: np.array(v) for k, v in data_.items()}
             ep["rewards"] = ep["rewards"] * reward_scale + reward_bias
-            ep["mc_returns"] = official_calc_return_to_go(ep["rewards"], ep["terminals"], gamma,
-                                                          0.0 * reward_scale + reward_bias, True)
+            ep["mc_returns"] = official_calc_return_to_go(
+                ep["rewards"], ep["terminals"], gamma, 0.0 * reward_scale + reward_bias, True
+            )
             episodes.append(ep)
             data_ = {}
     return {k: np.concatenate([ep[k] for ep in episodes]) for k in episodes[0]}
@@ -83,6 +84,7 @@ def official_qlearning_dataset_and_calc_mc(dataset, reward_scale, reward_bias, g
 def official_get_hand_dataset(expert_path, bc_path, gamma, reward_scale, reward_bias):
     """``get_hand_dataset_with_mc_calculation`` with the two paths as arguments (pos_ind = -1,
     no action clipping), on ``np.load(..., allow_pickle=True)`` as the official code reads them."""
+
     def truncate_traj(dataset, i, end_index):
         observations = np.array(dataset[i]["observations"])[:end_index]
         next_observations = np.array(dataset[i]["next_observations"])[:end_index]
@@ -91,8 +93,14 @@ def official_get_hand_dataset(expert_path, bc_path, gamma, reward_scale, reward_
         rewards = rewards * reward_scale + reward_bias
         actions = np.array(dataset[i]["actions"])[:end_index]
         mc_returns = official_calc_return_to_go(rewards, dones, gamma, -1.0 * reward_scale + reward_bias, True)
-        return dict(observations=observations, next_observations=next_observations, actions=actions,
-                    rewards=rewards, dones=dones, mc_returns=mc_returns)
+        return dict(
+            observations=observations,
+            next_observations=next_observations,
+            actions=actions,
+            rewards=rewards,
+            dones=dones,
+            mc_returns=mc_returns,
+        )
 
     dataset_list, dataset_bc_list = [], []
     dataset = np.load(expert_path, allow_pickle=True)
@@ -148,11 +156,18 @@ def build_minari_antmaze(dataset_id: str, episodes: tuple[list[int], ...], seed:
     for k, rewards in enumerate(episodes):
         t = len(rewards)
         obs = {key: rng.normal(size=(t + 1, *space.shape)) for key, space in env.observation_space.spaces.items()}
-        buffers.append(EpisodeBuffer(
-            id=k, seed=seed + k, observations=obs, actions=rng.uniform(-1, 1, size=(t, 8)),
-            rewards=np.asarray(rewards, dtype=np.float64), terminations=np.zeros(t, dtype=bool),
-            truncations=np.arange(t) == t - 1, infos={},
-        ))
+        buffers.append(
+            EpisodeBuffer(
+                id=k,
+                seed=seed + k,
+                observations=obs,
+                actions=rng.uniform(-1, 1, size=(t, 8)),
+                rewards=np.asarray(rewards, dtype=np.float64),
+                terminations=np.zeros(t, dtype=bool),
+                truncations=np.arange(t) == t - 1,
+                infos={},
+            )
+        )
     minari.create_dataset_from_buffers(dataset_id=dataset_id, buffer=buffers, env=env, algorithm_name="scripted")
     env.close()
 
@@ -163,23 +178,34 @@ def minari_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def antmaze_task(domain: str = "antmaze") -> TaskSpec:
-    return TaskSpec(name="antmaze-medium-play", domain=domain, env_id="AntMaze_Medium-v5",
-                    source={"kind": "minari", "id": ANTMAZE_ID, "download": False},
-                    env_kwargs={"include_cfrc_ext_in_observation": False},
-                    obs_keys=("achieved_goal", "observation", "desired_goal"), reward=ANTMAZE_REWARD)
+    return TaskSpec(
+        name="antmaze-medium-play",
+        domain=domain,
+        env_id="AntMaze_Medium-v5",
+        source={"kind": "minari", "id": ANTMAZE_ID, "download": False},
+        env_kwargs={"include_cfrc_ext_in_observation": False},
+        obs_keys=("achieved_goal", "observation", "desired_goal"),
+        reward=ANTMAZE_REWARD,
+    )
 
 
-def test_minari_continuing_antmaze_is_labeled_as_official_d4rl_v2(minari_root: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_minari_continuing_antmaze_is_labeled_as_official_d4rl_v2(
+    minari_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
     raw = fetch_dataset(antmaze_task(), tmp_path)
     assert not raw.terminals.any() and raw.meta["env_kwargs"]["continuing_task"] is True
     out = labeled(raw, antmaze_task())
 
     # the official convention: D4RL v2 marks a terminal at each reward-1 step
-    d4rl_v2 = {"observations": raw.observations, "next_observations": raw.next_observations,
-               "actions": raw.actions, "rewards": raw.rewards, "terminals": raw.rewards == 1.0,
-               "timeouts": raw.timeouts}
+    d4rl_v2 = {
+        "observations": raw.observations,
+        "next_observations": raw.next_observations,
+        "actions": raw.actions,
+        "rewards": raw.rewards,
+        "terminals": raw.rewards == 1.0,
+        "timeouts": raw.timeouts,
+    }
     # Minari stores true next observations, so no row has to be dropped at a timeout
     # (terminate_on_end=True); the official loop still drops the file's very last row, which
     # belongs to the failed last episode (G = -500 either way).
@@ -196,24 +222,42 @@ def test_minari_continuing_antmaze_is_labeled_as_official_d4rl_v2(minari_root: P
 
     # hand-computed: +5 at every goal step, -500 for the never-successful parts
     g = GAMMA
-    np.testing.assert_allclose(out.mc_returns[:10], [-5 + g * (-5 + g * (-5 + g * 5)), -5 + g * (-5 + g * 5),
-                                                     -5 + g * 5, 5, 5, 5, -5 + g * (-5 + g * 5), -5 + g * 5, 5, 5],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        out.mc_returns[:10],
+        [
+            -5 + g * (-5 + g * (-5 + g * 5)),
+            -5 + g * (-5 + g * 5),
+            -5 + g * 5,
+            5,
+            5,
+            5,
+            -5 + g * (-5 + g * 5),
+            -5 + g * 5,
+            5,
+            5,
+        ],
+        rtol=1e-6,
+    )
     np.testing.assert_allclose(out.mc_returns[10:], [-5 + g * 5, 5, -500, -500, -500, -500, *[-500] * 5], rtol=1e-6)
     conv = out.meta["conventions"]
     assert conv["success steps"] == 6 and conv["success steps not terminal"] == 0
-    assert conv["conversions"] == ["6 non-terminal success steps marked terminal "
-                                   "(recorded in AntMaze_Medium-v4 with continuing_task=True)"]
+    assert conv["conversions"] == [
+        "6 non-terminal success steps marked terminal (recorded in AntMaze_Medium-v4 with continuing_task=True)"
+    ]
     assert out.meta["preprocess"]["switches"]["success_is_terminal"]["origin"].startswith("official antmaze")
 
 
 def test_continuing_task_data_are_refused_where_no_convention_converts_them(
-        minari_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    minari_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
     task = antmaze_task(domain="custom")
     raw = fetch_dataset(task, tmp_path)
-    with pytest.raises(DatasetError, match=r"task 'antmaze-medium-play' \(domain custom\): the data have 6 success "
-                                           r"steps .*continuing_task=True.*preprocess.success_is_terminal: true"):
+    with pytest.raises(
+        DatasetError,
+        match=r"task 'antmaze-medium-play' \(domain custom\): the data have 6 success "
+        r"steps .*continuing_task=True.*preprocess.success_is_terminal: true",
+    ):
         labeled(raw, task)
 
 
@@ -224,13 +268,25 @@ def kitchen_dataset(rewards_per_episode: list[list[float]]) -> Dataset:
     timeouts = np.zeros(n, dtype=bool)
     timeouts[np.cumsum([len(r) for r in rewards_per_episode]) - 1] = True
     obs = np.arange(n + 1, dtype=np.float32)[:, None]
-    return Dataset(observations=obs[:-1], actions=np.zeros((n, 9)), rewards=rewards, terminals=np.zeros(n),
-                   timeouts=timeouts, next_observations=obs[1:])
+    return Dataset(
+        observations=obs[:-1],
+        actions=np.zeros((n, 9)),
+        rewards=rewards,
+        terminals=np.zeros(n),
+        timeouts=timeouts,
+        next_observations=obs[1:],
+    )
 
 
 def kitchen_task(domain: str = "kitchen", **preprocess: bool) -> TaskSpec:
-    return TaskSpec(name="kitchen-mixed", domain=domain, env_id="FrankaKitchen-v1", source={"kind": "minari"},
-                    reward=KITCHEN_REWARD, preprocess=preprocess)
+    return TaskSpec(
+        name="kitchen-mixed",
+        domain=domain,
+        env_id="FrankaKitchen-v1",
+        source={"kind": "minari"},
+        reward=KITCHEN_REWARD,
+        preprocess=preprocess,
+    )
 
 
 #: gymnasium-robotics with remove_task_when_completed=True: 1 at the step a sub-task completes.
@@ -241,18 +297,37 @@ CUMULATIVE = [[0, 1, 1, 1, 2, 2, 3, 3], [0, 0, 1, 1]]
 def test_kitchen_per_step_completions_become_the_official_cumulative_count() -> None:
     out = labeled(kitchen_dataset(PER_STEP), kitchen_task())
     np.testing.assert_array_equal(out.rewards, np.concatenate(CUMULATIVE))
-    ref = np.concatenate([official_calc_return_to_go(np.asarray(r, dtype=np.float64), np.zeros(len(r)), GAMMA,
-                                                     None, False, infinite_horizon=True) for r in CUMULATIVE])
+    ref = np.concatenate(
+        [
+            official_calc_return_to_go(
+                np.asarray(r, dtype=np.float64), np.zeros(len(r)), GAMMA, None, False, infinite_horizon=True
+            )
+            for r in CUMULATIVE
+        ]
+    )
     np.testing.assert_allclose(out.mc_returns, ref, rtol=1e-6)
-    assert out.meta["conventions"]["conversions"] == ["per-step sub-task completions -> cumulative count per trajectory"]
+    assert out.meta["conventions"]["conversions"] == [
+        "per-step sub-task completions -> cumulative count per trajectory"
+    ]
     assert out.meta["conventions"]["last-step rewards of trajectories"] == "1, 3"
 
 
 def test_conventions_command_writes_one_table_per_labeled_file(tmp_path: Path) -> None:
     out = labeled(kitchen_dataset(PER_STEP), kitchen_task())
     save_dataset(out, tmp_path / "kitchen-mixed.hdf5")
-    assert main(["-q", "conventions", "--datasets", str(tmp_path / "kitchen-mixed.hdf5"),
-                 "--out-dir", str(tmp_path / "conv")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "conventions",
+                "--datasets",
+                str(tmp_path / "kitchen-mixed.hdf5"),
+                "--out-dir",
+                str(tmp_path / "conv"),
+            ]
+        )
+        == 0
+    )
     lines = (tmp_path / "conv" / "kitchen-mixed.md").read_text().splitlines()
     assert lines[:4] == ["# Data conventions: kitchen-mixed", "", "| item | value |", "|---|---|"]
     assert "| raw reward values | 0, 1, 2, 3 |" in lines
@@ -267,27 +342,42 @@ def test_kitchen_cumulative_data_pass_unchanged_and_per_step_data_are_refused_el
     np.testing.assert_array_equal(out.rewards, data.rewards)
     assert out.meta["conventions"]["conversions"] == ["none"]
     assert out.meta["conventions"]["kitchen rewards found"] == "cumulative"
-    with pytest.raises(DatasetError, match=r"task 'kitchen-mixed' \(domain custom\): the data reward the "
-                                           r"sub-tasks completed in each step \(100% .*cumulative_rewards: true"):
+    with pytest.raises(
+        DatasetError,
+        match=r"task 'kitchen-mixed' \(domain custom\): the data reward the "
+        r"sub-tasks completed in each step \(100% .*cumulative_rewards: true",
+    ):
         preprocess_dataset(kitchen_dataset(PER_STEP), kitchen_task("custom"))
     converted = preprocess_dataset(kitchen_dataset(PER_STEP), kitchen_task("custom", cumulative_rewards=True))
     np.testing.assert_array_equal(converted.rewards, np.concatenate(CUMULATIVE))
 
 
 # ----------------------------------------------------------------------------- Adroit .npy files
-def _traj(rng: np.random.Generator, rewards: list[float], expert: bool, obs_dim: int = 45, act_dim: int = 24) -> dict[str, Any]:
+def _traj(
+    rng: np.random.Generator, rewards: list[float], expert: bool, obs_dim: int = 45, act_dim: int = 24
+) -> dict[str, Any]:
     """One trajectory as the AWAC pen files hold it (T transitions; pen: 45-dim state, 24 actions)."""
     t = len(rewards)
     states = rng.normal(size=(t + 1, obs_dim))
     if expert:  # dict observations; rewards one longer than the observations; terminals of length T
-        return {"observations": [{"state_observation": s, "image": np.zeros(2)} for s in states[:-1]],
-                "next_observations": [{"state_observation": s} for s in states[1:]],
-                "actions": rng.uniform(-1, 1, size=(t, act_dim)), "rewards": np.asarray([*rewards, 0.0]),
-                "terminals": np.zeros(t, dtype=bool), "agent_infos": [{} for _ in range(t)],
-                "env_infos": [{"goal_achieved": np.bool_(r == 0)} for r in rewards]}
-    return {"observations": states[:-1], "next_observations": states[1:], "actions": rng.uniform(-1, 1, size=(t, act_dim)),
-            "rewards": np.asarray(rewards)[:, None], "terminals": np.zeros((t, 1), dtype=bool),
-            "agent_infos": {"mean": np.zeros((t, act_dim))}, "env_infos": {"goal_achieved": np.asarray(rewards) == 0}}
+        return {
+            "observations": [{"state_observation": s, "image": np.zeros(2)} for s in states[:-1]],
+            "next_observations": [{"state_observation": s} for s in states[1:]],
+            "actions": rng.uniform(-1, 1, size=(t, act_dim)),
+            "rewards": np.asarray([*rewards, 0.0]),
+            "terminals": np.zeros(t, dtype=bool),
+            "agent_infos": [{} for _ in range(t)],
+            "env_infos": [{"goal_achieved": np.bool_(r == 0)} for r in rewards],
+        }
+    return {
+        "observations": states[:-1],
+        "next_observations": states[1:],
+        "actions": rng.uniform(-1, 1, size=(t, act_dim)),
+        "rewards": np.asarray(rewards)[:, None],
+        "terminals": np.zeros((t, 1), dtype=bool),
+        "agent_infos": {"mean": np.zeros((t, act_dim))},
+        "env_infos": {"goal_achieved": np.asarray(rewards) == 0},
+    }
 
 
 def write_npy(path: Path, trajectories: list[dict[str, Any]]) -> Path:
@@ -307,8 +397,13 @@ def awac_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def adroit_task(expert: Path, bc: Path) -> TaskSpec:
-    return TaskSpec(name="pen-binary", domain="adroit", env_id="AdroitHandPen-v1",
-                    source={"kind": "awac_npy", "expert": str(expert), "bc": str(bc)}, reward=ADROIT_REWARD)
+    return TaskSpec(
+        name="pen-binary",
+        domain="adroit",
+        env_id="AdroitHandPen-v1",
+        source={"kind": "awac_npy", "expert": str(expert), "bc": str(bc)},
+        reward=ADROIT_REWARD,
+    )
 
 
 def test_awac_npy_transitions_equal_the_official_loader(awac_files: tuple[Path, Path], tmp_path: Path) -> None:
@@ -317,9 +412,14 @@ def test_awac_npy_transitions_equal_the_official_loader(awac_files: tuple[Path, 
     out = labeled(fetch_dataset(task, tmp_path), task)
     ref = official_get_hand_dataset(expert, bc, GAMMA, 10.0, 5.0)
     assert out.size == len(ref["rewards"]) == 4 + 4 + 3 + 4  # expert 1, 3; bc 2, 3 (the rest never succeed)
-    for ours, key in (("observations", "observations"), ("next_observations", "next_observations"),
-                      ("actions", "actions"), ("train_rewards", "rewards"), ("terminals", "dones"),
-                      ("mc_returns", "mc_returns")):
+    for ours, key in (
+        ("observations", "observations"),
+        ("next_observations", "next_observations"),
+        ("actions", "actions"),
+        ("train_rewards", "rewards"),
+        ("terminals", "dones"),
+        ("mc_returns", "mc_returns"),
+    ):
         np.testing.assert_allclose(getattr(out, ours), ref[key], rtol=1e-6, err_msg=key)
     conv = out.meta["conventions"]
     assert conv["dropped trajectories"] == 2 and conv["truncated trajectories"] == 2
@@ -382,8 +482,14 @@ class _OpenDoorAt:
 
 
 def test_adroit_episode_ends_at_success_and_its_returns_are_official() -> None:
-    task = TaskSpec(name="door-binary", domain="adroit", env_id="AdroitHandDoor-v1", source={"kind": "awac_npy"},
-                    max_episode_steps=200, reward=ADROIT_REWARD)
+    task = TaskSpec(
+        name="door-binary",
+        domain="adroit",
+        env_id="AdroitHandDoor-v1",
+        source={"kind": "awac_npy"},
+        max_episode_steps=200,
+        reward=ADROIT_REWARD,
+    )
     env = make_env(task, seed=0)
     ep = run_episode(env, _OpenDoorAt(env, 7), seed=0, deterministic=True, device=torch.device("cpu"))
     assert len(ep["rewards"]) == 8 and ep["success"]  # 200-step cap, ended at the success step

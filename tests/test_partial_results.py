@@ -39,10 +39,13 @@ def partial_study(tmp_path: Path) -> Path:
     # sac seed 0: never ran
     shutil.rmtree(RunKey("taskA", "sac", 0).dir(runs))
     config = {
-        "experiment": "partial", "results_dir": str(tmp_path / "results"), "seeds": list(SEEDS),
+        "experiment": "partial",
+        "results_dir": str(tmp_path / "results"),
+        "seeds": list(SEEDS),
         "methods": list(METHODS),
-        "tasks": {"taskA": {"domain": "pointmaze", "env": {"id": "PointMaze_UMaze-v3"},
-                            "source": {"kind": "generated"}}},
+        "tasks": {
+            "taskA": {"domain": "pointmaze", "env": {"id": "PointMaze_UMaze-v3"}, "source": {"kind": "generated"}}
+        },
         "analysis": {"n_bootstrap": 50, "dpi": 50, "formats": ["png"]},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

@@ -13,8 +13,14 @@ ADROIT = RewardSpec(scale=10.0, bias=5.0, sparse=True, negative_reward=-1.0)
 
 
 def task(domain: str = "adroit", **preprocess) -> TaskSpec:
-    return TaskSpec(name="pen", domain=domain, env_id="AdroitHandPen-v1", source={"kind": "file"},
-                    reward=ADROIT, preprocess=preprocess)
+    return TaskSpec(
+        name="pen",
+        domain=domain,
+        env_id="AdroitHandPen-v1",
+        source={"kind": "file"},
+        reward=ADROIT,
+        preprocess=preprocess,
+    )
 
 
 def three_trajectories() -> Dataset:
@@ -26,14 +32,21 @@ def three_trajectories() -> Dataset:
     timeouts = np.zeros(10, dtype=bool)
     timeouts[[2, 7, 9]] = True
     obs = np.arange(11, dtype=np.float32)[:, None]
-    return Dataset(observations=obs[:-1], actions=np.zeros((10, 1)), rewards=r, terminals=np.zeros(10),
-                   timeouts=timeouts, next_observations=obs[1:])
+    return Dataset(
+        observations=obs[:-1],
+        actions=np.zeros((10, 1)),
+        rewards=r,
+        terminals=np.zeros(10),
+        timeouts=timeouts,
+        next_observations=obs[1:],
+    )
 
 
 def test_official_adroit_filters():
-    out = preprocess_dataset(three_trajectories(), task(drop_failed_trajectories=True,
-                                                        truncate_after_last_success=True,
-                                                        success_is_terminal=True))
+    out = preprocess_dataset(
+        three_trajectories(),
+        task(drop_failed_trajectories=True, truncate_after_last_success=True, success_is_terminal=True),
+    )
     np.testing.assert_array_equal(out.observations[:, 0], [3, 4, 5, 6, 8, 9])
     np.testing.assert_array_equal(out.terminals, [0, 1, 0, 1, 0, 1])  # dones = (raw reward == 0)
     stats = out.meta["preprocess"]
@@ -46,19 +59,24 @@ def test_official_adroit_filters():
 
 
 def test_adroit_domain_applies_the_official_filters_without_switches():
-    explicit = preprocess_dataset(three_trajectories(), task(drop_failed_trajectories=True,
-                                                             truncate_after_last_success=True,
-                                                             success_is_terminal=True))
+    explicit = preprocess_dataset(
+        three_trajectories(),
+        task(drop_failed_trajectories=True, truncate_after_last_success=True, success_is_terminal=True),
+    )
     default = preprocess_dataset(three_trajectories(), task())
     for key, arr in explicit.arrays().items():
         np.testing.assert_array_equal(getattr(default, key), arr, err_msg=key)
     switches = default.meta["preprocess"]["switches"]
     assert switches["drop_failed_trajectories"]["origin"].startswith("official adroit convention")
-    assert explicit.meta["preprocess"]["switches"]["drop_failed_trajectories"]["origin"] == \
-        "tasks.pen.preprocess.drop_failed_trajectories"
+    assert (
+        explicit.meta["preprocess"]["switches"]["drop_failed_trajectories"]["origin"]
+        == "tasks.pen.preprocess.drop_failed_trajectories"
+    )
     assert default.meta["preprocess"]["conversions"] == [
-        "3 non-terminal success steps marked terminal", "1 trajectories without success dropped",
-        "1 trajectories cut after their last success"]
+        "3 non-terminal success steps marked terminal",
+        "1 trajectories without success dropped",
+        "1 trajectories cut after their last success",
+    ]
 
 
 def test_switches_are_independent_where_the_domain_has_no_official_convention():
@@ -68,8 +86,7 @@ def test_switches_are_independent_where_the_domain_has_no_official_convention():
     np.testing.assert_array_equal(np.flatnonzero(only_terminal.terminals), [4, 6, 9])
     with_drop = preprocess_dataset(ds, task("custom", drop_failed_trajectories=True, success_is_terminal=True))
     assert with_drop.size == 7
-    with_truncate = preprocess_dataset(ds, task("custom", truncate_after_last_success=True,
-                                                success_is_terminal=True))
+    with_truncate = preprocess_dataset(ds, task("custom", truncate_after_last_success=True, success_is_terminal=True))
     assert with_truncate.size == 9  # A kept (no success to cut after), B cut by one step
     assert with_truncate.terminals[6] and not with_truncate.timeouts[6]  # B's new last step: its success
 
@@ -77,8 +94,11 @@ def test_switches_are_independent_where_the_domain_has_no_official_convention():
 def test_nonterminal_successes_are_refused_without_the_switch():
     # drop/truncate alone leave success steps that are not terminals: never labeled silently
     for switches in ({}, {"drop_failed_trajectories": True}, {"truncate_after_last_success": True}):
-        with pytest.raises(DatasetError, match=r"task 'pen' \(domain custom\): the data have 3 success "
-                                               r"steps .* not terminals.*preprocess.success_is_terminal: true"):
+        with pytest.raises(
+            DatasetError,
+            match=r"task 'pen' \(domain custom\): the data have 3 success "
+            r"steps .* not terminals.*preprocess.success_is_terminal: true",
+        ):
             preprocess_dataset(three_trajectories(), task("custom", **switches))
 
 
@@ -90,7 +110,13 @@ def test_data_already_in_the_official_convention_pass_unchanged():
 
 def test_dropping_everything_is_an_error():
     ds = three_trajectories()
-    ds = Dataset(observations=ds.observations, actions=ds.actions, rewards=-np.ones(10), terminals=ds.terminals,
-                 timeouts=ds.timeouts, next_observations=ds.next_observations)
+    ds = Dataset(
+        observations=ds.observations,
+        actions=ds.actions,
+        rewards=-np.ones(10),
+        terminals=ds.terminals,
+        timeouts=ds.timeouts,
+        next_observations=ds.next_observations,
+    )
     with pytest.raises(DatasetError, match="dropped every transition"):
         preprocess_dataset(ds, task())

@@ -46,7 +46,9 @@ def test_pretrain_and_finetune_resume_exactly(tmp_path: Path, labeled_dataset: P
     assert load_checkpoint(crash / "pretrain/checkpoints/last.pt")["counters"]["grad_step"] == 60
     assert not (crash / "pretrain/final.pt").exists() and not (crash / "pretrain/run.json").exists()
     run_pretrain(cfg, "umaze", method, 3, labeled_dataset, crash, progress=False)
-    assert metrics_without_timing(crash / "pretrain/metrics.csv") == metrics_without_timing(ref / "pretrain/metrics.csv")
+    assert metrics_without_timing(crash / "pretrain/metrics.csv") == metrics_without_timing(
+        ref / "pretrain/metrics.csv"
+    )
     _same_agent(crash / "pretrain/final.pt", ref / "pretrain/final.pt")
 
     with pytest.raises(StopRequested):
@@ -68,8 +70,9 @@ def test_sac_finetune_resumes_exactly(tmp_path: Path, labeled_dataset: Path) -> 
     with pytest.raises(StopRequested):
         run_finetune(cfg, "umaze", "sac", 1, labeled_dataset, tmp_path / "crash", progress=False, stop_after=150)
     run_finetune(cfg, "umaze", "sac", 1, labeled_dataset, tmp_path / "crash", progress=False)
-    assert (metrics_without_timing(tmp_path / "crash/finetune/metrics.csv")
-            == metrics_without_timing(tmp_path / "ref/finetune/metrics.csv"))
+    assert metrics_without_timing(tmp_path / "crash/finetune/metrics.csv") == metrics_without_timing(
+        tmp_path / "ref/finetune/metrics.csv"
+    )
 
 
 def test_other_seed_gives_other_numbers(tmp_path: Path, labeled_dataset: Path) -> None:
@@ -99,8 +102,9 @@ def test_checkpoint_of_another_run_is_refused(tmp_path: Path, labeled_dataset: P
     assert ckpt.exists()
 
 
-def test_checkpoint_of_another_config_is_set_aside(tmp_path: Path, labeled_dataset: Path,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_checkpoint_of_another_config_is_set_aside(
+    tmp_path: Path, labeled_dataset: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Issue 12.3: after a deliberate config edit the rerun starts over with a warning (it used to
     fail until the checkpoint was deleted by hand) and ends as a fresh run of the new config."""
     from calql.training.pretrain import run_pretrain
@@ -118,8 +122,9 @@ def test_checkpoint_of_another_config_is_set_aside(tmp_path: Path, labeled_datas
     assert metrics_without_timing(tmp_path / "run/pretrain/metrics.csv") == metrics_without_timing(ref / "metrics.csv")
 
 
-def test_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path: Path, labeled_dataset: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_unreadable_checkpoint_falls_back_to_the_previous_one(
+    tmp_path: Path, labeled_dataset: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Issue 12.3: a corrupt last.pt (it failed every rerun with 'could not find MARK') is set
     aside; the phase resumes from prev.pt, or from scratch when that is unreadable too, and ends
     with exactly the numbers of an uninterrupted run."""
@@ -185,8 +190,22 @@ def test_cli_killed_with_sigkill_resumes_exactly(tmp_path: Path, labeled_dataset
     train["pretrain"].update(steps=300, eval_every=100, checkpoint_every=100)
     cfg_path = make_config(tmp_path, train)
     run_dir = tmp_path / "killed"
-    args = ["-q", "pretrain", "--config", str(cfg_path), "--task", "umaze", "--method", "iql", "--seed", "5",
-            "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
+    args = [
+        "-q",
+        "pretrain",
+        "--config",
+        str(cfg_path),
+        "--task",
+        "umaze",
+        "--method",
+        "iql",
+        "--seed",
+        "5",
+        "--dataset",
+        str(labeled_dataset),
+        "--run-dir",
+        str(run_dir),
+    ]
     cmd, env = _cli(args, KILL_AT_CHECKPOINT=2)
     killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -208,8 +227,21 @@ def test_cli_sigterm_checkpoints_mid_burst_and_resumes_exactly(tmp_path: Path, l
     train["finetune"].update(env_steps=1000, checkpoint_every_env_steps=100000, checkpoint_minutes=1000.0)
     cfg_path = make_config(tmp_path, train)
     run_dir = tmp_path / "termed"
-    args = ["finetune", "--config", str(cfg_path), "--task", "umaze", "--method", "sac", "--seed", "2",
-            "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
+    args = [
+        "finetune",
+        "--config",
+        str(cfg_path),
+        "--task",
+        "umaze",
+        "--method",
+        "sac",
+        "--seed",
+        "2",
+        "--dataset",
+        str(labeled_dataset),
+        "--run-dir",
+        str(run_dir),
+    ]
     cmd, env = _cli(args, TERM_AT_UPDATE=333)
     termed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert termed.returncode == 2 and "SIGTERM" in termed.stderr and "rerun the same command" in termed.stderr
@@ -220,8 +252,9 @@ def test_cli_sigterm_checkpoints_mid_burst_and_resumes_exactly(tmp_path: Path, l
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # no hook: runs to the end
     assert done.returncode == 0, done.stderr
     ref = run_finetune(load_config(cfg_path), "umaze", "sac", 2, labeled_dataset, tmp_path / "ref", progress=False)
-    resumed, expected = metrics_without_timing(run_dir / "finetune/metrics.csv"), metrics_without_timing(
-        ref / "metrics.csv"
+    resumed, expected = (
+        metrics_without_timing(run_dir / "finetune/metrics.csv"),
+        metrics_without_timing(ref / "metrics.csv"),
     )
     assert resumed == expected, (counters, [(a, b) for a, b in zip(resumed, expected) if a != b])
     _same_agent(run_dir / "finetune/final.pt", ref / "final.pt")

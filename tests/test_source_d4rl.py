@@ -64,8 +64,13 @@ def test_synthesized_next_obs_hand_computed() -> None:
     np.testing.assert_array_equal(out["timeouts"], [0, 1, 0, 0, 0, 1])
     np.testing.assert_array_equal(out["rewards"], a["rewards"][[0, 1, 3, 4, 5, 6]])
     np.testing.assert_array_equal(out["actions"], a["actions"][[0, 1, 3, 4, 5, 6]])
-    assert info == {"next_observations": "synthesized", "raw_rows": 8, "dropped_rows": 2,
-                    "end_marked_timeout": False, "timeouts": "stored"}
+    assert info == {
+        "next_observations": "synthesized",
+        "raw_rows": 8,
+        "dropped_rows": 2,
+        "end_marked_timeout": False,
+        "timeouts": "stored",
+    }
 
 
 def test_synthesized_matches_d4rl_qlearning_dataset() -> None:
@@ -109,8 +114,12 @@ def test_recovered_timeouts_match_d4rl_counter() -> None:
             step = 0
         kept.append(i)
         step += 1
-    a = {"observations": np.arange(300, dtype=np.float32)[:, None], "actions": np.zeros((300, 1)),
-         "rewards": np.zeros(300), "terminals": terminals}
+    a = {
+        "observations": np.arange(300, dtype=np.float32)[:, None],
+        "actions": np.zeros((300, 1)),
+        "rewards": np.zeros(300),
+        "terminals": terminals,
+    }
     out, info = d4rl.to_transitions(a, max_episode_steps=max_steps)
     np.testing.assert_array_equal(out["observations"][:, 0], kept)
     assert info["timeouts"].startswith("recovered")
@@ -141,11 +150,18 @@ def test_inconsistent_lengths_rejected(tmp_path: Path) -> None:
 def test_registry_entries_consistent() -> None:
     reg = d4rl.registry()
     names = reg["datasets"]
-    for required in ["antmaze-umaze-v2", "antmaze-umaze-diverse-v2", "antmaze-medium-play-v2",
-                     "antmaze-medium-diverse-v2", "antmaze-large-play-v2", "antmaze-large-diverse-v2",
-                     "kitchen-complete-v0", "kitchen-partial-v0", "kitchen-mixed-v0",
-                     *[f"{e}-{d}-v1" for e in ("pen", "door", "relocate", "hammer")
-                       for d in ("human", "cloned", "expert")]]:
+    for required in [
+        "antmaze-umaze-v2",
+        "antmaze-umaze-diverse-v2",
+        "antmaze-medium-play-v2",
+        "antmaze-medium-diverse-v2",
+        "antmaze-large-play-v2",
+        "antmaze-large-diverse-v2",
+        "kitchen-complete-v0",
+        "kitchen-partial-v0",
+        "kitchen-mixed-v0",
+        *[f"{e}-{d}-v1" for e in ("pen", "door", "relocate", "hammer") for d in ("human", "cloned", "expert")],
+    ]:
         assert required in names
     for name, e in names.items():
         assert sum(p["size"] for p in e["obs_layout"]) == e["obs_dim"], name
@@ -153,7 +169,8 @@ def test_registry_entries_consistent() -> None:
         assert e["path"].endswith(".hdf5"), name
     assert d4rl.resolve_url({"name": "antmaze-large-diverse-v2"}, names["antmaze-large-diverse-v2"]) == (
         "http://rail.eecs.berkeley.edu/datasets/offline_rl/ant_maze_v2/"
-        "Ant_maze_hardest-maze_noisy_multistart_True_multigoal_True_sparse_fixed.hdf5")
+        "Ant_maze_hardest-maze_noisy_multistart_True_multigoal_True_sparse_fixed.hdf5"
+    )
 
 
 def test_registry_layouts_match_environments() -> None:
@@ -234,8 +251,7 @@ def test_file_url_base(tmp_path: Path) -> None:
 def test_task_scores_override_registry(tmp_path: Path) -> None:
     root, _ = _serve_root(tmp_path)
     with http_server(root) as (url, _):
-        task = make_task({"kind": "d4rl", "name": NAME, "base_url": url}, obs_keys=ANT_KEYS,
-                         ref_min=-1.0, ref_max=2.0)
+        task = make_task({"kind": "d4rl", "name": NAME, "base_url": url}, obs_keys=ANT_KEYS, ref_min=-1.0, ref_max=2.0)
         ds = fetch_dataset(task, tmp_path / "cache")
     assert (ds.meta["ref_min_score"], ds.meta["ref_max_score"]) == (-1.0, 2.0)
 
@@ -313,6 +329,5 @@ def test_sha256_mismatch_rejected(tmp_path: Path) -> None:
         target = f"{url}/{d4rl.lookup(NAME)['path']}"
         with pytest.raises(DownloadError, match="SHA-256"):
             download.download(target, tmp_path / "x.hdf5", sha256="0" * 64)
-        got = download.download(target, tmp_path / "y.hdf5",
-                                sha256=hashlib.sha256(served.read_bytes()).hexdigest())
+        got = download.download(target, tmp_path / "y.hdf5", sha256=hashlib.sha256(served.read_bytes()).hexdigest())
     assert not (tmp_path / "x.hdf5").exists() and got.size == served.stat().st_size

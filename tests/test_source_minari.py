@@ -30,8 +30,13 @@ def root(minari_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _task(obs_keys=None, download=False, dataset_id=DATASET_ID, **kw):
-    return make_task({"kind": "minari", "id": dataset_id, "download": download},
-                     domain="pointmaze", env_id="PointMaze_UMaze-v3", obs_keys=obs_keys, **kw)
+    return make_task(
+        {"kind": "minari", "id": dataset_id, "download": download},
+        domain="pointmaze",
+        env_id="PointMaze_UMaze-v3",
+        obs_keys=obs_keys,
+        **kw,
+    )
 
 
 def test_flattened_layout_shapes_and_flags(root: Path, tmp_path: Path) -> None:
@@ -81,8 +86,7 @@ def test_missing_dataset_without_download(root: Path, tmp_path: Path) -> None:
     assert str(root / "D4RL/antmaze/large-diverse-v1") in str(err.value)
 
 
-def test_failed_download_explains_manual_placement(root: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_download_explains_manual_placement(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network here: fail at once
     with pytest.raises(DownloadError) as err:
         fetch_dataset(_task(dataset_id="D4RL/antmaze/large-diverse-v1", download=True), tmp_path)

@@ -18,11 +18,31 @@ from tests.test_training import TINY_TRAIN, labeled_dataset, make_config  # noqa
 
 def test_metrics_csv_round_trip_is_exact(tmp_path: Path) -> None:
     rows = [
-        {"task": "t", "method": "calql", "seed": 0, "phase": "pretrain", "grad_step": 0, "env_steps": 0,
-         "score": 0.1 + 0.2, "success_rate": 1 / 3, "return_mean": -1e-300, "q_policy": float("nan"),
-         "mc_return": -500.0, "q_data": 1e300, "wall_time_s": 0.5},
-        {"task": "t", "method": "calql", "seed": 0, "phase": "pretrain", "grad_step": 10, "env_steps": 0,
-         "train/critic_loss": 2.0 / 7, "perf/grad_steps_per_s": 3.0},
+        {
+            "task": "t",
+            "method": "calql",
+            "seed": 0,
+            "phase": "pretrain",
+            "grad_step": 0,
+            "env_steps": 0,
+            "score": 0.1 + 0.2,
+            "success_rate": 1 / 3,
+            "return_mean": -1e-300,
+            "q_policy": float("nan"),
+            "mc_return": -500.0,
+            "q_data": 1e300,
+            "wall_time_s": 0.5,
+        },
+        {
+            "task": "t",
+            "method": "calql",
+            "seed": 0,
+            "phase": "pretrain",
+            "grad_step": 10,
+            "env_steps": 0,
+            "train/critic_loss": 2.0 / 7,
+            "perf/grad_steps_per_s": 3.0,
+        },
     ]
     write_metrics(tmp_path / "m.csv", rows)
     back = read_metrics(tmp_path / "m.csv")
@@ -68,9 +88,24 @@ def test_track_imports_once_and_updates(finished_runs: tuple[Path, Path], labele
     cfg = load_config(cfg_path)
     uri = f"sqlite:///{runs.parent / 'mlflow' / 'mlflow.db'}"
     # the CLI, with its default URI (sqlite under results_dir)
-    res = subprocess.run([sys.executable, "-m", "calql.cli", "-q", "track", "--config", str(cfg_path),
-                          "--runs-dir", str(runs), "--summary", str(runs.parent / "track.json")],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "calql.cli",
+            "-q",
+            "track",
+            "--config",
+            str(cfg_path),
+            "--runs-dir",
+            str(runs),
+            "--summary",
+            str(runs.parent / "track.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     found = {r.data.tags["calql.run_key"]: r for r in _active_runs(uri, "pytest")}
     assert set(found) == {"umaze/iql/seed0", "umaze/sac/seed0"}
@@ -86,8 +121,9 @@ def test_track_imports_once_and_updates(finished_runs: tuple[Path, Path], labele
     csv_rows = read_metrics(runs / "umaze/iql/seed0/pretrain/metrics.csv")
     assert [m.value for m in hist] == [r["score"] for r in csv_rows]
     sac_hist = client.get_metric_history(found["umaze/sac/seed0"].info.run_id, "finetune/return_mean")
-    assert [m.step for m in sac_hist] == [r["env_steps"] for r in
-                                           read_metrics(runs / "umaze/sac/seed0/finetune/metrics.csv")]
+    assert [m.step for m in sac_hist] == [
+        r["env_steps"] for r in read_metrics(runs / "umaze/sac/seed0/finetune/metrics.csv")
+    ]
     arts = {a.path for a in client.list_artifacts(iql.info.run_id, "pretrain")}
     assert arts == {"pretrain/metrics.csv", "pretrain/run.json", "pretrain/final.pt"}
 
@@ -108,7 +144,8 @@ def test_track_imports_once_and_updates(finished_runs: tuple[Path, Path], labele
 
 
 def test_imported_run_has_the_training_times_dataset_input_and_grouping_tags(
-        tmp_path: Path, finished_runs: tuple[Path, Path]) -> None:
+    tmp_path: Path, finished_runs: tuple[Path, Path]
+) -> None:
     """Issue 10: the UI showed the import's duration (68 ms for a 90 s run) and no dataset. An
     imported run now starts when its first phase started and ends when its last phase ended, has
     the labeled dataset as an input (checksum as digest), and tags to group the runs table by."""
@@ -125,15 +162,20 @@ def test_imported_run_has_the_training_times_dataset_input_and_grouping_tags(
     found = {r.data.tags["calql.run_key"]: r for r in _active_runs(uri, "pytest")}
     iql = client.get_run(found["umaze/iql/seed0"].info.run_id)
     # pre-training, and fine-tuning if another test of this module has run it
-    phases = [d for d in (runs / "umaze/iql/seed0/pretrain", runs / "umaze/iql/seed0/finetune")
-              if (d / "run.json").exists()]
+    phases = [
+        d for d in (runs / "umaze/iql/seed0/pretrain", runs / "umaze/iql/seed0/finetune") if (d / "run.json").exists()
+    ]
     first, last = phases[0] / "run.json", phases[-1] / "run.json"
     record = json.loads(first.read_text())
     assert iql.info.end_time == int(last.stat().st_mtime * 1000)
     assert iql.info.start_time == int(first.stat().st_mtime * 1000) - int(1000 * record["wall_time_s"])
     assert iql.info.end_time - iql.info.start_time >= 1000 * record["wall_time_s"] - 1
     assert {k: iql.data.tags[k] for k in ("task", "algorithm", "variant", "seed")} == {
-        "task": "umaze", "algorithm": "iql", "variant": "iql", "seed": "0"}
+        "task": "umaze",
+        "algorithm": "iql",
+        "variant": "iql",
+        "seed": "0",
+    }
     (inp,) = iql.inputs.dataset_inputs
     assert inp.dataset.digest == record["dataset"]["checksum"][:32]
     assert json.loads(inp.dataset.profile) == {"sha256": record["dataset"]["checksum"]}
@@ -141,9 +183,9 @@ def test_imported_run_has_the_training_times_dataset_input_and_grouping_tags(
     assert {t.key: t.value for t in inp.tags} == {"mlflow.data.context": "training"}
 
 
-def test_live_logging_to_unreachable_server_only_warns(finished_runs: tuple[Path, Path],
-                                                         caplog: pytest.LogCaptureFixture,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_logging_to_unreachable_server_only_warns(
+    finished_runs: tuple[Path, Path], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from calql.tracking.mlflow_live import live_logger
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -193,8 +235,19 @@ def test_concurrent_track_processes_keep_one_run_per_key(tmp_path: Path, finishe
     _half_initialised_store(half)
     for db in (fresh, half, fresh):  # the second round on `fresh` finds a full store
         uri = f"sqlite:///{db}"
-        cmd = [sys.executable, "-m", "calql.cli", "-q", "track", "--config", str(cfg_path), "--runs-dir", str(runs),
-               "--uri", uri]
+        cmd = [
+            sys.executable,
+            "-m",
+            "calql.cli",
+            "-q",
+            "track",
+            "--config",
+            str(cfg_path),
+            "--runs-dir",
+            str(runs),
+            "--uri",
+            uri,
+        ]
         procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(4)]
         errors = [p.communicate(timeout=600)[1] for p in procs]
         assert [p.returncode for p in procs] == [0] * 4, errors
@@ -233,10 +286,24 @@ def test_live_logging_from_many_jobs_to_one_server_loses_no_metric(tmp_path: Pat
         port = sock.getsockname()[1]
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     server = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", (tmp_path / "artifacts").as_uri()],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--default-artifact-root",
+            (tmp_path / "artifacts").as_uri(),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -251,8 +318,15 @@ def test_live_logging_from_many_jobs_to_one_server_loses_no_metric(tmp_path: Pat
                 time.sleep(0.5)
         config = {"experiment": "live-many", "results_dir": str(tmp_path), "tracking": {"live": True, "uri": uri}}
         rows, seeds = 25, range(6)
-        writers = [subprocess.Popen([sys.executable, "-c", _LIVE_WRITER, json.dumps(config), str(s), str(rows)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for s in seeds]
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", _LIVE_WRITER, json.dumps(config), str(s), str(rows)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for s in seeds
+        ]
         errors = [w.communicate(timeout=600)[1] for w in writers]
         assert [w.returncode for w in writers] == [0] * len(writers), errors
         client = MlflowClient(tracking_uri=uri)

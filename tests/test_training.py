@@ -27,8 +27,14 @@ from tests.conftest import UMAZE_TASK, write_config
 TINY_TRAIN: dict[str, Any] = {
     "calibration_states": 128,
     "pretrain": {"steps": 120, "batch_size": 64, "eval_every": 40, "eval_episodes": 1, "checkpoint_every": 30},
-    "finetune": {"env_steps": 400, "batch_size": 64, "eval_every_env_steps": 150, "eval_episodes": 1,
-                 "checkpoint_every_env_steps": 100, "buffer_size": 1000},
+    "finetune": {
+        "env_steps": 400,
+        "batch_size": 64,
+        "eval_every_env_steps": 150,
+        "eval_episodes": 1,
+        "checkpoint_every_env_steps": 100,
+        "buffer_size": 1000,
+    },
 }
 
 
@@ -40,13 +46,16 @@ def tiny_task() -> dict[str, Any]:
 
 
 def make_config(tmp: Path, train: dict[str, Any] | None = None, **top: Any) -> Path:
-    return write_config(tmp / "config.yaml", tasks={"umaze": tiny_task()},
-                        train=copy.deepcopy(train if train is not None else TINY_TRAIN), **top)
+    return write_config(
+        tmp / "config.yaml",
+        tasks={"umaze": tiny_task()},
+        train=copy.deepcopy(train if train is not None else TINY_TRAIN),
+        **top,
+    )
 
 
 def calql_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "calql.cli", "-q", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "calql.cli", "-q", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="session")
@@ -55,8 +64,10 @@ def labeled_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
     cfg = make_config(root)
     raw, lab = root / "raw.hdf5", root / "labeled.hdf5"
-    for args in (("dataset", "--config", str(cfg), "--task", "umaze", "--out", str(raw)),
-                 ("label", "--config", str(cfg), "--task", "umaze", "--dataset", str(raw), "--out", str(lab))):
+    for args in (
+        ("dataset", "--config", str(cfg), "--task", "umaze", "--out", str(raw)),
+        ("label", "--config", str(cfg), "--task", "umaze", "--dataset", str(raw), "--out", str(lab)),
+    ):
         res = calql_cli(*args)
         assert res.returncode == 0, res.stderr
     return lab
@@ -68,25 +79,29 @@ def metrics_without_timing(path: Path) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------------- config resolution
 
+
 def _config(tmp_path: Path, **train: Any) -> dict[str, Any]:
     return load_config(make_config(tmp_path, train))
 
 
 def test_resolution_order_preset_config_per_task(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, pretrain={"steps": 77}, overrides={"calql": {"cql_min_q_weight": 2.0}},
-                  per_task={"umaze": {"finetune": {"mixing_ratio": 0.25},
-                                      "overrides": {"calql": {"policy_lr": 1e-3}}}})
+    cfg = _config(
+        tmp_path,
+        pretrain={"steps": 77},
+        overrides={"calql": {"cql_min_q_weight": 2.0}},
+        per_task={"umaze": {"finetune": {"mixing_ratio": 0.25}, "overrides": {"calql": {"policy_lr": 1e-3}}}},
+    )
     run = resolve_run_config(cfg, "umaze", "calql")
-    assert run["pretrain"]["steps"] == 77                         # config beats preset
-    assert run["pretrain"]["eval_every"] == 2000                  # pointmaze preset
-    assert run["pretrain"]["checkpoint_minutes"] == 10.0          # base
-    assert run["finetune"]["mixing_ratio"] == 0.25                # per task beats preset (0.5)
-    assert run["agent"]["cql_min_q_weight"] == 2.0                # config override beats preset (5.0)
-    assert run["agent"]["policy_lr"] == 1e-3                      # per-task override
-    assert run["agent"]["critic_hidden"] == [64, 64]              # pointmaze preset
-    assert run["agent"]["cql_n_actions"] == 10                    # agent default
-    assert run["agent"]["gamma"] == 0.99                          # the task's gamma
-    assert json.loads(json.dumps(run)) == run                     # strict JSON round trip
+    assert run["pretrain"]["steps"] == 77  # config beats preset
+    assert run["pretrain"]["eval_every"] == 2000  # pointmaze preset
+    assert run["pretrain"]["checkpoint_minutes"] == 10.0  # base
+    assert run["finetune"]["mixing_ratio"] == 0.25  # per task beats preset (0.5)
+    assert run["agent"]["cql_min_q_weight"] == 2.0  # config override beats preset (5.0)
+    assert run["agent"]["policy_lr"] == 1e-3  # per-task override
+    assert run["agent"]["critic_hidden"] == [64, 64]  # pointmaze preset
+    assert run["agent"]["cql_n_actions"] == 10  # agent default
+    assert run["agent"]["gamma"] == 0.99  # the task's gamma
+    assert json.loads(json.dumps(run)) == run  # strict JSON round trip
     assert run["agent"]["cql_clip_diff_min"] == "-inf"
 
 
@@ -101,7 +116,7 @@ def test_iql_preset_uses_its_own_reward_on_antmaze(tmp_path: Path) -> None:
     task["domain"] = "antmaze"
     cfg = load_config(write_config(tmp_path / "c.yaml", tasks={"ant": task}))
     iql, calql = resolve_run_config(cfg, "ant", "iql"), resolve_run_config(cfg, "ant", "calql")
-    assert (iql["reward"]["scale"], iql["reward"]["bias"]) == (1.0, -1.0)       # IQL-F: r - 1
+    assert (iql["reward"]["scale"], iql["reward"]["bias"]) == (1.0, -1.0)  # IQL-F: r - 1
     assert (calql["reward"]["scale"], calql["reward"]["bias"]) == (10.0, -5.0)  # the task's
     assert calql["agent"]["critic_hidden"] == [256] * 4 and calql["agent"]["cql_lagrange"] is True
     assert iql["agent"]["beta"] == 10.0 and iql["pretrain"]["eval_episodes"] == 50
@@ -120,13 +135,16 @@ def test_every_preset_resolves_for_every_method(tmp_path: Path, domain: str) -> 
     assert runs[("t", "cql")]["score"] == expected_score
 
 
-@pytest.mark.parametrize("train, needle", [
-    ({"overrides": {"calql": {"cql_min_q_wieght": 1.0}}}, "cql_min_q_wieght"),
-    ({"overrides": {"calql": {"reward": {"scael": 1.0}}}}, "scael"),
-    ({"per_task": {"nope": {}}}, "nope"),
-    ({"overrides": {"calql": {"batch_size": 32}}}, "batch_size"),
-    ({"overrides": {"calql": {"gamma": 0.9}}}, "gamma"),
-])
+@pytest.mark.parametrize(
+    "train, needle",
+    [
+        ({"overrides": {"calql": {"cql_min_q_wieght": 1.0}}}, "cql_min_q_wieght"),
+        ({"overrides": {"calql": {"reward": {"scael": 1.0}}}}, "scael"),
+        ({"per_task": {"nope": {}}}, "nope"),
+        ({"overrides": {"calql": {"batch_size": 32}}}, "batch_size"),
+        ({"overrides": {"calql": {"gamma": 0.9}}}, "gamma"),
+    ],
+)
 def test_unknown_or_misplaced_keys_are_named(tmp_path: Path, train: dict[str, Any], needle: str) -> None:
     cfg = _config(tmp_path, **train)
     with pytest.raises(ConfigError, match=needle):
@@ -150,17 +168,23 @@ def test_pretrain_hash_ignores_finetune_budget(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- buffers
 
+
 def _arrays(n: int, obs_dim: int = 3, act_dim: int = 2, start: float = 0.0) -> dict[str, np.ndarray]:
     base = np.arange(n, dtype=np.float32) + start
-    return {"observations": np.repeat(base[:, None], obs_dim, 1), "actions": np.zeros((n, act_dim), np.float32),
-            "rewards": base, "next_observations": np.repeat(base[:, None] + 1, obs_dim, 1),
-            "dones": np.zeros(n, np.float32), "mc_returns": base}
+    return {
+        "observations": np.repeat(base[:, None], obs_dim, 1),
+        "actions": np.zeros((n, act_dim), np.float32),
+        "rewards": base,
+        "next_observations": np.repeat(base[:, None] + 1, obs_dim, 1),
+        "dones": np.zeros(n, np.float32),
+        "mc_returns": base,
+    }
 
 
 def test_online_buffer_is_fifo_and_round_trips() -> None:
     buf = OnlineBuffer(5, 3, 2, torch.device("cpu"))
     buf.add(_arrays(3))
-    buf.add(_arrays(4, start=10))          # wraps: 0..2, 10..13 -> keeps 2, 10, 11, 12, 13
+    buf.add(_arrays(4, start=10))  # wraps: 0..2, 10..13 -> keeps 2, 10, 11, 12, 13
     assert buf.size == 5 and buf.ptr == 2
     assert sorted(buf.tensors["rewards"].tolist()) == [2.0, 10.0, 11.0, 12.0, 13.0]
     clone = OnlineBuffer(5, 3, 2, torch.device("cpu"))
@@ -191,7 +215,7 @@ def test_mixed_batch_composition() -> None:
     buf.add(_arrays(20))
     batch = mixed_batch(off, buf, 10, 0.25, np.random.default_rng(0))
     assert batch["rewards"].shape == (10,)
-    assert int((batch["rewards"] < 0).sum()) == 2      # int(10 * 0.25) offline rows first
+    assert int((batch["rewards"] < 0).sum()) == 2  # int(10 * 0.25) offline rows first
     assert bool((batch["rewards"][:2] < 0).all())
     only_online = mixed_batch(None, buf, 10, 0.0, np.random.default_rng(0))
     assert bool((only_online["rewards"] >= 0).all())
@@ -211,6 +235,7 @@ def test_training_arrays_clip_actions_and_relabel(labeled_dataset: Path) -> None
 
 
 # ---------------------------------------------------------------------------- evaluation
+
 
 @pytest.mark.parametrize("method", ["calql", "iql", "sac"])
 def test_q_value_of_policy_actions_equals_policy_q(method: str) -> None:
@@ -237,6 +262,7 @@ def test_score_spec() -> None:
 
 
 # ---------------------------------------------------------------------------- real training
+
 
 @pytest.mark.parametrize("method", ["calql", "cql", "iql"])
 def test_pretrain_learns_and_writes_outputs(tmp_path: Path, labeled_dataset: Path, method: str) -> None:
@@ -284,8 +310,16 @@ def test_cli_pretrain_then_finetune_and_sac(tmp_path: Path, labeled_dataset: Pat
     common = ["--config", str(cfg), "--task", "umaze", "--seed", "0", "--dataset", str(labeled_dataset)]
     res = calql_cli("pretrain", *common, "--method", "calql", "--run-dir", str(run_dir))
     assert res.returncode == 0, res.stderr
-    res = calql_cli("finetune", *common, "--method", "calql", "--run-dir", str(run_dir),
-                    "--init", str(run_dir / "pretrain" / "final.pt"))
+    res = calql_cli(
+        "finetune",
+        *common,
+        "--method",
+        "calql",
+        "--run-dir",
+        str(run_dir),
+        "--init",
+        str(run_dir / "pretrain" / "final.pt"),
+    )
     assert res.returncode == 0, res.stderr
     rows = read_metrics(run_dir / "finetune" / "metrics.csv")
     assert rows[0]["env_steps"] == 0 and rows[0]["grad_step"] == 0
@@ -294,7 +328,7 @@ def test_cli_pretrain_then_finetune_and_sac(tmp_path: Path, labeled_dataset: Pat
     # evaluations at the first episode end after each multiple of 150 env steps, plus the end
     for prev, cur in zip(rows[:-1], rows[1:-1]):
         assert cur["env_steps"] // 150 > prev["env_steps"] // 150
-    assert rows[-1]["grad_step"] == rows[-1]["env_steps"]          # UTD 1
+    assert rows[-1]["grad_step"] == rows[-1]["env_steps"]  # UTD 1
     assert rows[-1]["perf/env_steps_per_s"] > 0
     for phase in ("pretrain", "finetune"):
         assert (run_dir / phase / "final.pt").exists() and (run_dir / phase / "run.json").exists()
@@ -302,15 +336,31 @@ def test_cli_pretrain_then_finetune_and_sac(tmp_path: Path, labeled_dataset: Pat
     sac_dir = tmp_path / "runs" / "umaze" / "sac" / "seed0"
     res = calql_cli("pretrain", *common, "--method", "sac", "--run-dir", str(sac_dir))
     assert res.returncode == 2 and "no offline pre-training" in res.stderr
-    res = calql_cli("finetune", *common, "--method", "sac", "--run-dir", str(sac_dir),
-                    "--init", str(run_dir / "pretrain" / "final.pt"))
+    res = calql_cli(
+        "finetune",
+        *common,
+        "--method",
+        "sac",
+        "--run-dir",
+        str(sac_dir),
+        "--init",
+        str(run_dir / "pretrain" / "final.pt"),
+    )
     assert res.returncode == 2 and "--init" in res.stderr
     res = calql_cli("finetune", *common, "--method", "sac", "--run-dir", str(sac_dir))
     assert res.returncode == 0, res.stderr
     assert read_metrics(sac_dir / "finetune" / "metrics.csv")[-1]["env_steps"] >= 400
     # a CQL run cannot start from the Cal-QL checkpoint
-    res = calql_cli("finetune", *common, "--method", "cql", "--run-dir", str(tmp_path / "cql"),
-                    "--init", str(run_dir / "pretrain" / "final.pt"))
+    res = calql_cli(
+        "finetune",
+        *common,
+        "--method",
+        "cql",
+        "--run-dir",
+        str(tmp_path / "cql"),
+        "--init",
+        str(run_dir / "pretrain" / "final.pt"),
+    )
     assert res.returncode == 2 and "method" in res.stderr and "does not match" in res.stderr
 
 
@@ -350,13 +400,18 @@ def test_completed_phase_is_not_rerun_but_changed_config_is_refused(tmp_path: Pa
     assert read_metrics(out / "metrics.csv")[-1]["grad_step"] == 21
 
 
-
 def test_recorder_means_state_round_trip_and_divergence(tmp_path: Path) -> None:
     from calql.training.phase import PhaseContext
     from calql.training.recorder import PhaseRecorder
 
-    ctx = PhaseContext(run={"task": "t", "method": "cql"}, task=None, phase="pretrain", seed=0,  # type: ignore[arg-type]
-                       run_dir=tmp_path, device=torch.device("cpu"))
+    ctx = PhaseContext(
+        run={"task": "t", "method": "cql"},
+        task=None,
+        phase="pretrain",
+        seed=0,  # type: ignore[arg-type]
+        run_dir=tmp_path,
+        device=torch.device("cpu"),
+    )
     t = torch.tensor
     steps = [{"a": t(1.0), "b": t(2.0)}, {"a": t(3.0), "b": t(4.0)}, {"a": t(5.0)}, {"a": t(1.0), "c": t(6.0)}]
     rec = PhaseRecorder(ctx)

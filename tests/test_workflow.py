@@ -26,8 +26,13 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 120) -> subprocess.Co
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=timeout, check=False,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -111,15 +116,23 @@ def test_extra_configs_dry_run(tmp_path: Path, name: str) -> None:
 def documented_configfile_commands() -> list[tuple[str, str]]:
     """Every `snakemake ... --configfile <shipped config> ...` command the docs and configs show."""
     found = []
-    docs = [REPO / "README.md", SNAKEFILE, *sorted((REPO / "config").rglob("*.yaml")),
-            *sorted((REPO / "config").rglob("*.md"))]
+    docs = [
+        REPO / "README.md",
+        SNAKEFILE,
+        *sorted((REPO / "config").rglob("*.yaml")),
+        *sorted((REPO / "config").rglob("*.md")),
+    ]
     for doc in docs:
         for line in doc.read_text().splitlines():
             match = re.search(r"((?:\.venv/bin/)?snakemake [^`#|]*--configfile [^`#|]*)", line)
             # (the Slurm-profile command is checked by test_given_configfile_replaces_the_default,
             # with the overrides its placeholders need)
-            if match and "config/" in match.group(1) and "--workflow-profile" not in match.group(1) \
-                    and "..." not in match.group(1):
+            if (
+                match
+                and "config/" in match.group(1)
+                and "--workflow-profile" not in match.group(1)
+                and "..." not in match.group(1)
+            ):
                 found.append((str(doc.relative_to(REPO)), match.group(1).strip()))
     return found
 
@@ -138,8 +151,14 @@ def test_paper_config_dry_runs_without_data(tmp_path: Path) -> None:
     domains = Counter(task["domain"] for task in config["tasks"].values())
     assert domains == Counter({"antmaze": 4, "kitchen": 3, "adroit": 3})
     # Through the Slurm profile, as the README runs it on a cluster (a dry run submits nothing).
-    out = dry_run("--configfile", str(REPO / "config" / "paper.yaml"), "--directory", str(tmp_path),
-                  "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"))
+    out = dry_run(
+        "--configfile",
+        str(REPO / "config" / "paper.yaml"),
+        "--directory",
+        str(tmp_path),
+        "--workflow-profile",
+        str(REPO / "workflow" / "profiles" / "slurm"),
+    )
     assert job_counts(out) == Counter({**expected_counts(config), "all": 1})
 
 
@@ -150,7 +169,9 @@ def test_given_configfile_replaces_the_default(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
     shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
     out = dry_run("--configfile", str(REPO / "config" / "paper.yaml"), "--directory", str(tmp_path), "all")
-    readme = re.search(r"(\d+) tasks,\s+(\d+) pre-training and\s+(\d+)\s+fine-tuning jobs", (REPO / "README.md").read_text())
+    readme = re.search(
+        r"(\d+) tasks,\s+(\d+) pre-training and\s+(\d+)\s+fine-tuning jobs", (REPO / "README.md").read_text()
+    )
     assert readme, "README no longer states the paper's job counts"
     n_tasks, n_pretrain, n_finetune = map(int, readme.groups())
     counts = job_counts(out)
@@ -179,8 +200,9 @@ def test_yaml_error_names_file_line_and_column(tmp_path: Path) -> None:
     (tmp_path / "config" / "config.yaml").write_text("\n".join(lines) + "\n")
     result = snakemake("--dry-run", "--cores", "1", "--directory", str(tmp_path))
     assert result.returncode != 0
-    assert re.search(rf"config/config.yaml, line {row + 2}, column \d+: not valid YAML", result.stdout), \
-        result.stdout[-2000:]
+    assert re.search(rf"config/config.yaml, line {row + 2}, column \d+: not valid YAML", result.stdout), result.stdout[
+        -2000:
+    ]
 
 
 def test_test_config_dry_run() -> None:
@@ -356,8 +378,12 @@ def test_failed_job_leaves_partial_results_and_a_relabel(finished_run: tuple[Pat
     (results / "runs/pointmaze-tiny/iql/seed1/finetune/metrics.csv").unlink()
     # The summary, tables, figures and the import record; not the MLflow store's run artifacts,
     # which the idempotent import keeps by design.
-    summary_files = [p for d in ("summary", "figures") for p in (results / d).rglob("*")
-                     if p.is_file() and p.suffix in (".csv", ".md", ".tex", ".png", ".json")]
+    summary_files = [
+        p
+        for d in ("summary", "figures")
+        for p in (results / d).rglob("*")
+        if p.is_file() and p.suffix in (".csv", ".md", ".tex", ".png", ".json")
+    ]
     summary_files.append(results / "mlflow" / "imported.json")
     assert len(summary_files) > 10
     started = time.time()

@@ -61,8 +61,14 @@ def make_agent(
     """Build the agent of ``method`` from ``hparams`` (missing keys take the defaults)."""
     cfg = config_class(method).from_dict(hparams)
     agent = AGENTS[method](obs_dim, act_dim, cfg, device)  # type: ignore[arg-type]
-    log.info("built %s agent: obs %d, act %d, device %s, hyperparameters %s", method, obs_dim, act_dim,
-             agent.device, cfg.to_dict())
+    log.info(
+        "built %s agent: obs %d, act %d, device %s, hyperparameters %s",
+        method,
+        obs_dim,
+        act_dim,
+        agent.device,
+        cfg.to_dict(),
+    )
     return agent
 
 
@@ -79,7 +85,22 @@ def agent_from_state_dict(state: dict[str, Any], device: str | torch.device = "c
 
 __all__ = [
     "agent_from_state_dict",
-    "AGENTS", "CONFIGS", "METHODS", "Agent", "AgentConfig", "CQLAgent", "CQLConfig", "CalQLAgent",
-    "CalQLConfig", "IQLAgent", "IQLConfig", "SACAgent", "SACConfig", "check_finite", "config_class",
-    "default_hparams", "hparam_names", "make_agent",
+    "AGENTS",
+    "CONFIGS",
+    "METHODS",
+    "Agent",
+    "AgentConfig",
+    "CQLAgent",
+    "CQLConfig",
+    "CalQLAgent",
+    "CalQLConfig",
+    "IQLAgent",
+    "IQLConfig",
+    "SACAgent",
+    "SACConfig",
+    "check_finite",
+    "config_class",
+    "default_hparams",
+    "hparam_names",
+    "make_agent",
 ]

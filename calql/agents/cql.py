@@ -137,8 +137,10 @@ class CQLAgent(SACAgent):
         else:
             penalties = [self._cql_weight * g for g in gaps]
         metrics.update(
-            cql_qf1_diff=gaps[0].detach(), cql_qf2_diff=gaps[1].detach(),
-            cql_min_qf1_loss=penalties[0].detach(), cql_min_qf2_loss=penalties[1].detach(),
+            cql_qf1_diff=gaps[0].detach(),
+            cql_qf2_diff=gaps[1].detach(),
+            cql_min_qf1_loss=penalties[0].detach(),
+            cql_min_qf2_loss=penalties[1].detach(),
         )
         mc = batch.get("mc_returns")
         if mc is not None:  # fraction of policy-action values below G (before any bound), both critics

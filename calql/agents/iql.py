@@ -110,7 +110,12 @@ class IQLAgent(Agent):
         return torch.minimum(self.critics[0](o, a), self.critics[1](o, a)).squeeze(1)
 
     def _modules(self) -> dict[str, nn.Module]:
-        return {"policy": self.policy, "critics": self.critics, "target_critics": self.target_critics, "value": self.value}
+        return {
+            "policy": self.policy,
+            "critics": self.critics,
+            "target_critics": self.target_critics,
+            "value": self.value,
+        }
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"value_optimizer": self.value_optimizer, "optimizer": self.optimizer}

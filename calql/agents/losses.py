@@ -90,8 +90,9 @@ def cql_gap(cat: Tensor, q_data: Tensor, temp: float, clip_min: float, clip_max:
     ood = torch.logsumexp(cat / temp, dim=1) * temp
     diff = ood - q_data
     if math.isfinite(clip_min) or math.isfinite(clip_max):
-        diff = diff.clamp(min=clip_min if math.isfinite(clip_min) else None,
-                          max=clip_max if math.isfinite(clip_max) else None)
+        diff = diff.clamp(
+            min=clip_min if math.isfinite(clip_min) else None, max=clip_max if math.isfinite(clip_max) else None
+        )
     return diff.mean()
 
 

@@ -110,8 +110,9 @@ class Critic(nn.Module):
 class ValueNet(nn.Module):
     """V(s) MLP -> [B] (IQL)."""
 
-    def __init__(self, obs_dim: int, hidden: tuple[int, ...], orthogonal_init: bool = True,
-                 out_gain: float = math.sqrt(2.0)) -> None:
+    def __init__(
+        self, obs_dim: int, hidden: tuple[int, ...], orthogonal_init: bool = True, out_gain: float = math.sqrt(2.0)
+    ) -> None:
         super().__init__()
         self.net = MLP(obs_dim, hidden, 1, orthogonal_init, out_gain)
 

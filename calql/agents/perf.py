@@ -40,7 +40,11 @@ def configure_cpu_allocator(
         return False
     ok = all(
         bool(mallopt(opt, int(value)))
-        for opt, value in ((_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold), (_M_TOP_PAD, top_pad))
+        for opt, value in (
+            (_M_MMAP_THRESHOLD, mmap_threshold),
+            (_M_TRIM_THRESHOLD, trim_threshold),
+            (_M_TOP_PAD, top_pad),
+        )
     )
     _done = ok
     log.debug("glibc allocator thresholds set (mmap %d, trim %d): %s", mmap_threshold, trim_threshold, ok)

@@ -54,9 +54,9 @@ class SACAgent(Agent):
         self.policy = TanhGaussianPolicy(
             obs_dim, act_dim, c.policy_hidden, c.orthogonal_init, c.policy_log_std_multiplier, c.policy_log_std_offset
         ).to(self.device)
-        self.critics = nn.ModuleList(
-            Critic(obs_dim, act_dim, c.critic_hidden, c.orthogonal_init) for _ in range(2)
-        ).to(self.device)
+        self.critics = nn.ModuleList(Critic(obs_dim, act_dim, c.critic_hidden, c.orthogonal_init) for _ in range(2)).to(
+            self.device
+        )
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.zeros((), device=self.device))
         self.target_entropy = -float(act_dim) if c.target_entropy is None else float(c.target_entropy)
@@ -126,8 +126,12 @@ class SACAgent(Agent):
         else:
             value, lp1 = tq[:, 0], lp[:, 0]
         return L.td_target(
-            batch["rewards"], batch["dones"], value, self.cfg.gamma,
-            lp1 if self.cfg.backup_entropy else None, alpha,
+            batch["rewards"],
+            batch["dones"],
+            value,
+            self.cfg.gamma,
+            lp1 if self.cfg.backup_entropy else None,
+            alpha,
         )
 
     def _losses(self, batch: dict[str, Tensor], eps: Tensor, rand: Tensor | None) -> tuple[Tensor, Metrics]:

@@ -10,8 +10,12 @@ from calql.config import TaskSpec, get_task, load_config
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path,
-                        help="experiment config YAML (e.g. config/config.yaml); validated before anything runs")
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="experiment config YAML (e.g. config/config.yaml); validated before anything runs",
+    )
     parser.add_argument("--task", required=True, help="task name, a key of the config's `tasks`")
 
 

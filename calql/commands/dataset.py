@@ -27,12 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "written atomically."
         ),
         epilog="example: calql dataset --config config/config.yaml --task pointmaze-medium "
-               "--out results/datasets/pointmaze-medium.hdf5",
+        "--out results/datasets/pointmaze-medium.hdf5",
     )
     add_config_args(p)
     p.add_argument("--out", required=True, type=Path, help="output HDF5 path")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="download cache (default: <results_dir>/cache)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="download cache (default: <results_dir>/cache)")
     p.set_defaults(func=run)
 
 
@@ -44,7 +43,13 @@ def run(args: argparse.Namespace) -> int:
     dataset.meta.setdefault("task", task.name)
     dataset.meta["task_config"] = config["tasks"][task.name]  # resolved, with defaults
     checksum = save_dataset(dataset, args.out)
-    log.info("wrote %s: %d transitions, obs %d, act %d, sha256 %s… (%.1f s)",
-             args.out, dataset.size, dataset.obs_dim, dataset.act_dim, checksum[:12],
-             time.perf_counter() - t0)
+    log.info(
+        "wrote %s: %d transitions, obs %d, act %d, sha256 %s… (%.1f s)",
+        args.out,
+        dataset.size,
+        dataset.obs_dim,
+        dataset.act_dim,
+        checksum[:12],
+        time.perf_counter() - t0,
+    )
     return 0

@@ -21,13 +21,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "and final.pt + run.json when done."
         ),
         epilog="example: calql finetune --config config/config.yaml --task pointmaze-medium --method calql "
-               "--seed 0 --dataset results/labeled/pointmaze-medium.hdf5 "
-               "--run-dir results/runs/pointmaze-medium/calql/seed0 "
-               "--init results/runs/pointmaze-medium/calql/seed0/pretrain/final.pt",
+        "--seed 0 --dataset results/labeled/pointmaze-medium.hdf5 "
+        "--run-dir results/runs/pointmaze-medium/calql/seed0 "
+        "--init results/runs/pointmaze-medium/calql/seed0/pretrain/final.pt",
     )
     add_run_args(p)
-    p.add_argument("--init", type=Path, default=None,
-                   help="pre-trained checkpoint (default RUN/pretrain/final.pt; not allowed for sac)")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="pre-trained checkpoint (default RUN/pretrain/final.pt; not allowed for sac)",
+    )
     p.set_defaults(func=run)
 
 

@@ -35,13 +35,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "and 'train_rewards', and logs and stores a conventions summary (see `calql conventions`)."
         ),
         epilog="example: calql label --config config/config.yaml --task pointmaze-medium "
-               "--dataset results/datasets/pointmaze-medium.hdf5 --out results/labeled/pointmaze-medium.hdf5",
+        "--dataset results/datasets/pointmaze-medium.hdf5 --out results/labeled/pointmaze-medium.hdf5",
     )
     add_config_args(p)
     p.add_argument("--dataset", required=True, type=Path, help="raw dataset from `calql dataset`")
     p.add_argument("--out", required=True, type=Path, help="labeled output HDF5 path")
-    p.add_argument("--skip-env-check", action="store_true",
-                   help="do not build the environment to compare observation layouts")
+    p.add_argument(
+        "--skip-env-check", action="store_true", help="do not build the environment to compare observation layouts"
+    )
     p.set_defaults(func=run)
 
 

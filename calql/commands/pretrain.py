@@ -21,13 +21,25 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", required=True, choices=["calql", "cql", "iql", "sac"], help="method to train")
     p.add_argument("--seed", required=True, type=int, help="run seed (network init, sampling, episodes)")
     p.add_argument("--dataset", required=True, type=Path, help="labeled dataset from `calql label`")
-    p.add_argument("--run-dir", required=True, type=Path,
-                   help="run folder RUN (e.g. results/runs/<task>/<method>/seed<seed>); the phase writes RUN/<phase>/")
-    p.add_argument("--restart", action="store_true",
-                   help="delete this phase's previous outputs and checkpoints and start over (default: resume)")
-    p.add_argument("--lock-wait", type=float, default=None, metavar="SECONDS",
-                   help="only one process trains a run: wait at most this long for another one holding "
-                        "RUN/.lock, then fail naming its PID (default: wait until it exits)")
+    p.add_argument(
+        "--run-dir",
+        required=True,
+        type=Path,
+        help="run folder RUN (e.g. results/runs/<task>/<method>/seed<seed>); the phase writes RUN/<phase>/",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="delete this phase's previous outputs and checkpoints and start over (default: resume)",
+    )
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="only one process trains a run: wait at most this long for another one holding "
+        "RUN/.lock, then fail naming its PID (default: wait until it exits)",
+    )
 
 
 def run_phase(args: argparse.Namespace, phase: str, train: Callable[..., Path], **kwargs: Any) -> int:
@@ -44,8 +56,18 @@ def run_phase(args: argparse.Namespace, phase: str, train: Callable[..., Path], 
         live = live_logger(config, run_config, phase, args.seed)
         ok = False
         try:
-            out = train(config, args.task, args.method, args.seed, args.dataset, args.run_dir, live=live,
-                        restart=args.restart, progress=not getattr(args, "quiet", False), **kwargs)
+            out = train(
+                config,
+                args.task,
+                args.method,
+                args.seed,
+                args.dataset,
+                args.run_dir,
+                live=live,
+                restart=args.restart,
+                progress=not getattr(args, "quiet", False),
+                **kwargs,
+            )
             ok = True
         finally:
             if live is not None:
@@ -67,7 +89,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "final.pt + run.json when done."
         ),
         epilog="example: calql pretrain --config config/config.yaml --task pointmaze-medium --method calql "
-               "--seed 0 --dataset results/labeled/pointmaze-medium.hdf5 --run-dir results/runs/pointmaze-medium/calql/seed0",
+        "--seed 0 --dataset results/labeled/pointmaze-medium.hdf5 --run-dir results/runs/pointmaze-medium/calql/seed0",
     )
     add_run_args(p)
     p.set_defaults(func=run)

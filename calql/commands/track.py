@@ -25,14 +25,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "duplicates. Only this one process writes the store."
         ),
         epilog="example: calql track --config config/config.yaml --runs-dir results/runs "
-               "(then: mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db)",
+        "(then: mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db)",
     )
     p.add_argument("--config", required=True, type=Path, help="experiment config YAML")
     p.add_argument("--runs-dir", required=True, type=Path, help="folder holding <task>/<method>/seed<S>/ runs")
-    p.add_argument("--uri", default=None,
-                   help="MLflow tracking URI (default: tracking.uri, else sqlite:///<results_dir>/mlflow/mlflow.db)")
-    p.add_argument("--summary", type=Path, default=None,
-                   help="also write a JSON summary of what was imported (atomic; a workflow target)")
+    p.add_argument(
+        "--uri",
+        default=None,
+        help="MLflow tracking URI (default: tracking.uri, else sqlite:///<results_dir>/mlflow/mlflow.db)",
+    )
+    p.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        help="also write a JSON summary of what was imported (atomic; a workflow target)",
+    )
     p.set_defaults(func=run)
 
 
@@ -43,8 +50,14 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     uri = args.uri or default_uri(config)
     summary = import_runs(config, args.runs_dir, uri, log_checkpoints=config["tracking"]["log_checkpoints"])
-    log.info("MLflow %s, experiment '%s': %d imported (%d replaced), %d unchanged", uri, config["experiment"],
-             len(summary["imported"]), len(summary["replaced"]), len(summary["unchanged"]))
+    log.info(
+        "MLflow %s, experiment '%s': %d imported (%d replaced), %d unchanged",
+        uri,
+        config["experiment"],
+        len(summary["imported"]),
+        len(summary["replaced"]),
+        len(summary["unchanged"]),
+    )
     if args.summary is not None:
         write_json(args.summary, summary)
     return 0

@@ -61,18 +61,22 @@ def summarize(dataset: Dataset) -> dict[str, Any]:
         out["last-step rewards of trajectories"] = _values(dataset.rewards[dataset.terminals | dataset.timeouts])
     if "kitchen_rewards_found" in pre:
         out["kitchen rewards found"] = pre["kitchen_rewards_found"]["kind"]
-    out.update({
-        "trajectories": stats["n_trajectories"],
-        "successful trajectories": stats["n_successful"],
-        "split at discontinuities": stats["n_discontinuity_splits"],
-        "dropped trajectories": int(source_record.get("dropped_trajectories", 0))
-        + int(pre.get("dropped_trajectories", 0)),
-        "truncated trajectories": int(source_record.get("truncated_trajectories", 0))
-        + int(pre.get("truncated_trajectories", 0)),
-        "MC return range": f"[{stats['return_min']:.2f}, {stats['return_max']:.2f}] (mean {stats['return_mean']:.2f})",
-        "failure return": "none (dense rewards)" if stats["failure_value"] is None else f"{stats['failure_value']:.2f}",
-        "conversions": [*source_record.get("conversions", []), *pre.get("conversions", [])] or ["none"],
-    })
+    out.update(
+        {
+            "trajectories": stats["n_trajectories"],
+            "successful trajectories": stats["n_successful"],
+            "split at discontinuities": stats["n_discontinuity_splits"],
+            "dropped trajectories": int(source_record.get("dropped_trajectories", 0))
+            + int(pre.get("dropped_trajectories", 0)),
+            "truncated trajectories": int(source_record.get("truncated_trajectories", 0))
+            + int(pre.get("truncated_trajectories", 0)),
+            "MC return range": f"[{stats['return_min']:.2f}, {stats['return_max']:.2f}] (mean {stats['return_mean']:.2f})",
+            "failure return": "none (dense rewards)"
+            if stats["failure_value"] is None
+            else f"{stats['failure_value']:.2f}",
+            "conversions": [*source_record.get("conversions", []), *pre.get("conversions", [])] or ["none"],
+        }
+    )
     return out
 
 

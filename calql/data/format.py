@@ -118,9 +118,7 @@ class Dataset:
             if arr.ndim != ndim:
                 raise DatasetError(f"dataset array '{key}' has {arr.ndim} dims, expected {ndim}")
             if arr.shape[0] != n:
-                raise DatasetError(
-                    f"dataset array '{key}' has {arr.shape[0]} rows but 'rewards' has {n}"
-                )
+                raise DatasetError(f"dataset array '{key}' has {arr.shape[0]} rows but 'rewards' has {n}")
         if self.next_observations.shape != self.observations.shape:
             raise DatasetError(
                 f"'next_observations' shape {self.next_observations.shape} differs from "

@@ -50,10 +50,17 @@ def label_dataset(dataset: Dataset, task: TaskSpec, progress: bool = True) -> Da
         "labeled %d transitions: %d trajectories (%d end at a terminal, %d at a timeout, "
         "%d split at discontinuities); successful: %.3f of trajectories, %.3f of transitions; MC return mean %.2f, std %.2f, "
         "min %.2f, max %.2f%s",
-        stats.n_transitions, stats.n_trajectories, stats.n_terminal_segments,
-        stats.n_timeout_segments, stats.n_discontinuity_splits, stats.success_share,
+        stats.n_transitions,
+        stats.n_trajectories,
+        stats.n_terminal_segments,
+        stats.n_timeout_segments,
+        stats.n_discontinuity_splits,
+        stats.success_share,
         stats.n_transitions_in_successful / max(stats.n_transitions, 1),
-        stats.return_mean, stats.return_std, stats.return_min, stats.return_max,
+        stats.return_mean,
+        stats.return_std,
+        stats.return_min,
+        stats.return_max,
         f"; failed trajectories get {stats.failure_value:.1f}" if stats.failure_value is not None else "",
     )
     if task.reward.sparse and stats.n_successful == 0:

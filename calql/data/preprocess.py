@@ -51,13 +51,19 @@ SUCCESS_SWITCHES = ("drop_failed_trajectories", "truncate_after_last_success", "
 SWITCHES = ("cumulative_rewards", *SUCCESS_SWITCHES)
 #: The official convention of each domain: the switches it turns on, and where it is from.
 OFFICIAL: dict[str, dict[str, Any]] = {
-    "antmaze": {"switches": ("success_is_terminal",),
-                "source": "D4RL antmaze-v2 terminals at reward-1 steps, read by JaxCQL/replay_buffer.py "
-                          "qlearning_dataset_and_calc_mc (spec 2.2)"},
-    "adroit": {"switches": SUCCESS_SWITCHES,
-               "source": "JaxCQL/replay_buffer.py get_hand_dataset_with_mc_calculation (spec 2.3)"},
-    "kitchen": {"switches": ("cumulative_rewards",),
-                "source": "cumulative sub-task count of the official D4RL fork nakamotoo/D4RL (spec 5.1)"},
+    "antmaze": {
+        "switches": ("success_is_terminal",),
+        "source": "D4RL antmaze-v2 terminals at reward-1 steps, read by JaxCQL/replay_buffer.py "
+        "qlearning_dataset_and_calc_mc (spec 2.2)",
+    },
+    "adroit": {
+        "switches": SUCCESS_SWITCHES,
+        "source": "JaxCQL/replay_buffer.py get_hand_dataset_with_mc_calculation (spec 2.3)",
+    },
+    "kitchen": {
+        "switches": ("cumulative_rewards",),
+        "source": "cumulative sub-task count of the official D4RL fork nakamotoo/D4RL (spec 5.1)",
+    },
 }
 #: Metadata key sources set when their trajectories are delimited by terminals/timeouts only (no
 #: split where next_obs[t] != obs[t+1], as the official loader of that data does not split).
@@ -169,9 +175,13 @@ def preprocess_dataset(dataset: Dataset, task: TaskSpec) -> Dataset:
         record["kitchen_rewards_found"] = {"kind": kind, "drop_after_reward_share": share}
         if kind == "per_step_completions":
             if "cumulative_rewards" not in on:
-                raise _refuse(task, f"reward the sub-tasks completed in each step ({share:.0%} of rewarded "
-                              "steps are followed by a smaller reward)", "cumulative_rewards",
-                              "the cumulative number of solved sub-tasks")
+                raise _refuse(
+                    task,
+                    f"reward the sub-tasks completed in each step ({share:.0%} of rewarded "
+                    "steps are followed by a smaller reward)",
+                    "cumulative_rewards",
+                    "the cumulative number of solved sub-tasks",
+                )
             rewards = _running_sums(rewards, ends)
             conversions.append("per-step sub-task completions -> cumulative count per trajectory")
 
@@ -181,17 +191,27 @@ def preprocess_dataset(dataset: Dataset, task: TaskSpec) -> Dataset:
         record["conversions"] = conversions
         meta = {**dataset.meta, "preprocess": record}
         log.info("preprocess (task %s): %s", task.name, "; ".join(conversions) or "no change")
-        return Dataset(observations=dataset.observations, actions=dataset.actions, rewards=rewards,
-                       terminals=dataset.terminals, timeouts=dataset.timeouts,
-                       next_observations=dataset.next_observations, meta=meta)
+        return Dataset(
+            observations=dataset.observations,
+            actions=dataset.actions,
+            rewards=rewards,
+            terminals=dataset.terminals,
+            timeouts=dataset.timeouts,
+            next_observations=dataset.next_observations,
+            meta=meta,
+        )
 
     success = success_steps(rewards, task.reward.negative_reward)
     nonterminal = success & ~dataset.terminals
     record["nonterminal_success_steps_found"] = int(nonterminal.sum())
     if nonterminal.any() and "success_is_terminal" not in on:
-        raise _refuse(task, f"have {int(nonterminal.sum())} success steps (raw reward != "
-                      f"{task.reward.negative_reward}) that are not terminals{_continuing_hint(dataset)}",
-                      "success_is_terminal", "a terminal at every success step, as the online episode ends there")
+        raise _refuse(
+            task,
+            f"have {int(nonterminal.sum())} success steps (raw reward != "
+            f"{task.reward.negative_reward}) that are not terminals{_continuing_hint(dataset)}",
+            "success_is_terminal",
+            "a terminal at every success step, as the online episode ends there",
+        )
     if not (on & set(SUCCESS_SWITCHES)):
         return dataset
 
@@ -208,27 +228,47 @@ def preprocess_dataset(dataset: Dataset, task: TaskSpec) -> Dataset:
         n_truncated += int(last < e)
         keep[s : last + 1] = True
     if not keep.any():
-        raise DatasetError(f"task '{task.name}': preprocessing dropped every transition "
-                           f"(no step has a raw reward other than {task.reward.negative_reward})")
+        raise DatasetError(
+            f"task '{task.name}': preprocessing dropped every transition "
+            f"(no step has a raw reward other than {task.reward.negative_reward})"
+        )
     terminals = dataset.terminals | success if "success_is_terminal" in on else dataset.terminals
     timeouts = dataset.timeouts.copy()
     # a kept trajectory cut before its end stops there: its last kept step ends the segment
     cut = np.flatnonzero(keep[:-1] & ~keep[1:])
     timeouts[cut] |= ~terminals[cut]
     if nonterminal.any():
-        conversions.append(f"{int(nonterminal.sum())} non-terminal success steps marked terminal"
-                           f"{_continuing_hint(dataset)}")
+        conversions.append(
+            f"{int(nonterminal.sum())} non-terminal success steps marked terminal{_continuing_hint(dataset)}"
+        )
     if n_dropped:
         conversions.append(f"{n_dropped} trajectories without success dropped")
     if n_truncated:
         conversions.append(f"{n_truncated} trajectories cut after their last success")
-    record.update(trajectories=int(len(end_idx)), dropped_trajectories=n_dropped,
-                  truncated_trajectories=n_truncated, kept_transitions=int(keep.sum()), conversions=conversions)
-    log.info("preprocess (task %s): %d of %d trajectories dropped (no success), %d truncated after their "
-             "last success; %d of %d transitions kept; %s", task.name, n_dropped, len(end_idx), n_truncated,
-             int(keep.sum()), dataset.size, "; ".join(conversions) or "no change")
+    record.update(
+        trajectories=int(len(end_idx)),
+        dropped_trajectories=n_dropped,
+        truncated_trajectories=n_truncated,
+        kept_transitions=int(keep.sum()),
+        conversions=conversions,
+    )
+    log.info(
+        "preprocess (task %s): %d of %d trajectories dropped (no success), %d truncated after their "
+        "last success; %d of %d transitions kept; %s",
+        task.name,
+        n_dropped,
+        len(end_idx),
+        n_truncated,
+        int(keep.sum()),
+        dataset.size,
+        "; ".join(conversions) or "no change",
+    )
     return Dataset(
-        observations=dataset.observations[keep], actions=dataset.actions[keep],
-        rewards=rewards[keep], terminals=terminals[keep], timeouts=timeouts[keep],
-        next_observations=dataset.next_observations[keep], meta={**dataset.meta, "preprocess": record},
+        observations=dataset.observations[keep],
+        actions=dataset.actions[keep],
+        rewards=rewards[keep],
+        terminals=terminals[keep],
+        timeouts=timeouts[keep],
+        next_observations=dataset.next_observations[keep],
+        meta={**dataset.meta, "preprocess": record},
     )

@@ -17,12 +17,7 @@ Cell = tuple[int, int]
 
 def free_cells(maze_map: list[list[int | str]]) -> list[Cell]:
     """Cells that are not walls (value 1), in row-major order."""
-    return [
-        (r, c)
-        for r, row in enumerate(maze_map)
-        for c, v in enumerate(row)
-        if v != 1 and v != "1"
-    ]
+    return [(r, c) for r, row in enumerate(maze_map) for c, v in enumerate(row) if v != 1 and v != "1"]
 
 
 def next_hop_table(maze_map: list[list[int | str]]) -> dict[Cell, dict[Cell, Cell]]:

@@ -29,8 +29,7 @@ def layout_of(space: spaces.Space, obs_keys: Sequence[str] | None = None) -> Lay
         missing = [k for k in keys if k not in space.spaces]
         if missing:
             raise EnvMismatchError(
-                f"observation keys {missing} not in the environment's dict observation "
-                f"(it has {list(space.spaces)})"
+                f"observation keys {missing} not in the environment's dict observation (it has {list(space.spaces)})"
             )
         return [{"key": k, "size": int(np.prod(space.spaces[k].shape))} for k in keys]
     if isinstance(space, spaces.Box):

@@ -25,8 +25,18 @@ from calql.atomic import write_text
 
 #: Leading columns, in this order; the analysis reads these by name.
 BASE_COLUMNS = (
-    "task", "method", "seed", "phase", "grad_step", "env_steps",
-    "score", "success_rate", "return_mean", "q_policy", "mc_return", "q_data",
+    "task",
+    "method",
+    "seed",
+    "phase",
+    "grad_step",
+    "env_steps",
+    "score",
+    "success_rate",
+    "return_mean",
+    "q_policy",
+    "mc_return",
+    "q_data",
 )
 #: Trailing columns; excluded when comparing runs for reproducibility (they measure the machine).
 TIMING_COLUMNS = ("perf/grad_steps_per_s", "perf/env_steps_per_s", "wall_time_s")

@@ -55,21 +55,30 @@ class LiveRun:
             if existing is not None:
                 self.run_id = existing.info.run_id
             else:
-                tags = {TAG_KEY: key, TAG_SOURCE: "live", "task": run_config["task"],
-                        "method": run_config["method"], "seed": str(seed)}
+                tags = {
+                    TAG_KEY: key,
+                    TAG_SOURCE: "live",
+                    "task": run_config["task"],
+                    "method": run_config["method"],
+                    "seed": str(seed),
+                }
                 self.run_id = self.client.create_run(exp, tags=tags, run_name=key.replace("/", "-")).info.run_id
                 params = flatten(run_config)
                 items = [Param(k, v[:6000]) for k, v in params.items()]
                 for i in range(0, len(items), 100):
-                    self.client.log_batch(self.run_id, params=items[i:i + 100])
+                    self.client.log_batch(self.run_id, params=items[i : i + 100])
             self.client.log_batch(self.run_id, tags=[RunTag(f"phase.{phase}", "running")])
             log.info("live MLflow logging to %s (run %s)", uri, self.run_id)
         except Exception as exc:  # noqa: BLE001 - tracking must never stop training
             self._disable(exc)
 
     def _disable(self, exc: BaseException) -> None:
-        log.warning("MLflow live logging disabled (%s: %s); the run files are still written and "
-                    "`calql track` can import them later", type(exc).__name__, exc)
+        log.warning(
+            "MLflow live logging disabled (%s: %s); the run files are still written and "
+            "`calql track` can import them later",
+            type(exc).__name__,
+            exc,
+        )
         self.client = None
 
     def _send(self, **batch: Any) -> bool:
@@ -82,8 +91,11 @@ class LiveRun:
                     time.sleep(delay)
                     continue
                 if not self._failing:
-                    log.warning("MLflow live logging failed (%s: %s); keeping the rows and retrying with "
-                                "the next one", type(exc).__name__, exc)
+                    log.warning(
+                        "MLflow live logging failed (%s: %s); keeping the rows and retrying with the next one",
+                        type(exc).__name__,
+                        exc,
+                    )
                 self._failing = True
                 return False
             if self._failing:
@@ -97,7 +109,7 @@ class LiveRun:
             chunk = self.pending[:1000]  # MLflow's limit per log_batch
             if not self._send(metrics=chunk):
                 return
-            del self.pending[:len(chunk)]
+            del self.pending[: len(chunk)]
 
     def log_row(self, row: dict[str, Any], step: int) -> None:
         if self.client is None or self.run_id is None:
@@ -115,8 +127,10 @@ class LiveRun:
 
         self._flush()
         if self.pending:
-            log.warning("%d live metric value(s) could not be sent; `calql track` imports them from the run "
-                        "files", len(self.pending))
+            log.warning(
+                "%d live metric value(s) could not be sent; `calql track` imports them from the run files",
+                len(self.pending),
+            )
         if not self._send(tags=[RunTag(f"phase.{self.phase}", "complete" if ok else "failed")]):
             return
         try:

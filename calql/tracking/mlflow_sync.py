@@ -119,12 +119,19 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
     phases = [p for p in PHASES if p in rf.phases]
     last = rf.records[phases[-1]]
     tags = {
-        TAG_KEY: rf.key, TAG_SOURCE: "import", TAG_SIGNATURE: rf.signature(),
-        "task": rf.task, "method": rf.method, "seed": str(rf.seed), "phases": ",".join(phases),
+        TAG_KEY: rf.key,
+        TAG_SOURCE: "import",
+        TAG_SIGNATURE: rf.signature(),
+        "task": rf.task,
+        "method": rf.method,
+        "seed": str(rf.seed),
+        "phases": ",".join(phases),
         # For grouping in the runs table. Every method is its own algorithm until named variants
         # (one algorithm, several settings) exist.
-        "algorithm": rf.method, "variant": rf.method,
-        "git_commit": str(last.get("git_commit")), "config_hash": str(last.get("run_config_hash")),
+        "algorithm": rf.method,
+        "variant": rf.method,
+        "git_commit": str(last.get("git_commit")),
+        "config_hash": str(last.get("run_config_hash")),
         "mlflow.runName": rf.key.replace("/", "-"),
     }
     for p in phases:
@@ -137,7 +144,7 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
     params = flatten(last.get("config") or {})
     items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
     for i in range(0, len(items), 100):
-        client.log_batch(run_id, params=items[i:i + 100])
+        client.log_batch(run_id, params=items[i : i + 100])
     metrics: list[Any] = []
     for phase in phases:
         d = rf.phases[phase]
@@ -154,7 +161,7 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
         if log_checkpoints and (d / "final.pt").exists():
             client.log_artifact(run_id, str(d / "final.pt"), artifact_path=phase)
     for i in range(0, len(metrics), _BATCH):
-        client.log_batch(run_id, metrics=metrics[i:i + _BATCH])
+        client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
     client.log_dict(run_id, last.get("config") or {}, "run_config.json")
     client.log_batch(run_id, tags=[RunTag(f"phase.{p}", "complete") for p in phases])
     client.set_terminated(run_id, "FINISHED", end_time=_phase_end_ms(rf.phases[phases[-1]]))
@@ -187,8 +194,14 @@ def _import_all(config: dict[str, Any], runs_dir: Path, uri: str, log_checkpoint
 
     client = client_for(uri)
     exp_id = experiment_id(client, config["experiment"], artifact_location(config, uri))
-    summary: dict[str, Any] = {"uri": uri, "experiment": config["experiment"], "experiment_id": exp_id,
-                               "imported": [], "replaced": [], "unchanged": []}
+    summary: dict[str, Any] = {
+        "uri": uri,
+        "experiment": config["experiment"],
+        "experiment_id": exp_id,
+        "imported": [],
+        "replaced": [],
+        "unchanged": [],
+    }
     for rf in discover(runs_dir):
         existing = find_runs(client, exp_id, rf.key)
         if len(existing) == 1 and existing[0].data.tags.get(TAG_SIGNATURE) == rf.signature():

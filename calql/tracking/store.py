@@ -78,7 +78,7 @@ def experiment_id(client: MlflowClient, name: str, artifact_root: str | None) ->
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI, else None."""
     prefix = "sqlite:///"
-    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
 @contextlib.contextmanager
@@ -99,8 +99,14 @@ def store_lock(uri: str) -> Iterator[None]:
 
 def find_runs(client: MlflowClient, exp_id: str, key: str) -> list[Any]:
     """The active runs with this run key, newest first (more than one only after a race)."""
-    return list(client.search_runs([exp_id], filter_string=f"tags.`{TAG_KEY}` = '{key}'",
-                                   order_by=["attributes.start_time DESC"], max_results=100))
+    return list(
+        client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`{TAG_KEY}` = '{key}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=100,
+        )
+    )
 
 
 def find_run(client: MlflowClient, exp_id: str, key: str) -> Any | None:

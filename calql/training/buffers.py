@@ -27,7 +27,9 @@ BATCH_KEYS = ("observations", "actions", "rewards", "next_observations", "dones"
 Batch = dict[str, torch.Tensor]
 
 
-def training_arrays(dataset: Dataset, reward: RewardSpec, gamma: float, labeled_reward: RewardSpec) -> dict[str, np.ndarray]:
+def training_arrays(
+    dataset: Dataset, reward: RewardSpec, gamma: float, labeled_reward: RewardSpec
+) -> dict[str, np.ndarray]:
     """The dataset as training arrays; re-labels rewards/MC returns if the run uses another transform.
 
     ``labeled_reward`` is the transform the file was labeled with (the task's); a method-specific
@@ -38,8 +40,9 @@ def training_arrays(dataset: Dataset, reward: RewardSpec, gamma: float, labeled_
     if reward == labeled_reward:
         rewards, mc = dataset.train_rewards, dataset.mc_returns
     else:
-        rewards, mc, _ = label_returns(dataset.rewards, dataset.terminals, dataset.timeouts, reward, gamma,
-                                       *split_observations(dataset))
+        rewards, mc, _ = label_returns(
+            dataset.rewards, dataset.terminals, dataset.timeouts, reward, gamma, *split_observations(dataset)
+        )
     return {
         "observations": dataset.observations,
         "actions": np.clip(dataset.actions, -CLIP_ACTION, CLIP_ACTION),
@@ -92,12 +95,12 @@ class OnlineBuffer:
         """Append one episode's transitions (oldest overwritten when full)."""
         n = len(arrays["rewards"])
         for start in range(0, n, self.capacity):  # an episode longer than the buffer keeps its tail
-            chunk = {k: arrays[k][start:start + self.capacity] for k in BATCH_KEYS}
+            chunk = {k: arrays[k][start : start + self.capacity] for k in BATCH_KEYS}
             m = len(chunk["rewards"])
             first = min(m, self.capacity - self.ptr)
             for k in BATCH_KEYS:
                 src = torch.as_tensor(np.asarray(chunk[k], dtype=np.float32), device=self.device)
-                self.tensors[k][self.ptr:self.ptr + first] = src[:first]
+                self.tensors[k][self.ptr : self.ptr + first] = src[:first]
                 if m > first:
                     self.tensors[k][: m - first] = src[first:]
             self.ptr = (self.ptr + m) % self.capacity
@@ -110,8 +113,12 @@ class OnlineBuffer:
         return {k: v.index_select(0, idx) for k, v in self.tensors.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ptr": self.ptr, "size": self.size, "capacity": self.capacity,
-                "tensors": {k: v[: self.size].cpu().clone() for k, v in self.tensors.items()}}
+        return {
+            "ptr": self.ptr,
+            "size": self.size,
+            "capacity": self.capacity,
+            "tensors": {k: v[: self.size].cpu().clone() for k, v in self.tensors.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["capacity"]) != self.capacity:
@@ -121,8 +128,9 @@ class OnlineBuffer:
             self.tensors[k][: self.size] = v.to(self.device)
 
 
-def mixed_batch(offline: OfflineData | None, online: OnlineBuffer, batch_size: int, mixing_ratio: float,
-                rng: np.random.Generator) -> Batch:
+def mixed_batch(
+    offline: OfflineData | None, online: OnlineBuffer, batch_size: int, mixing_ratio: float, rng: np.random.Generator
+) -> Batch:
     """``int(batch_size * mixing_ratio)`` offline rows then the rest online (official order)."""
     n_off = int(batch_size * mixing_ratio) if offline is not None else 0
     n_on = batch_size - n_off

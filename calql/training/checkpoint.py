@@ -54,15 +54,22 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def identity_diffs(state: dict[str, Any], expected: dict[str, Any], fields: tuple[str, ...] = IDENTITY) -> list[str]:
     """One line per identity field of ``state`` that differs from ``expected``."""
-    return [f"{k}: checkpoint has {state.get(k)!r}, this run has {expected[k]!r}"
-            for k in fields if k in expected and state.get(k) != expected[k]]
+    return [
+        f"{k}: checkpoint has {state.get(k)!r}, this run has {expected[k]!r}"
+        for k in fields
+        if k in expected and state.get(k) != expected[k]
+    ]
 
 
-def check_identity(state: dict[str, Any], expected: dict[str, Any], path: str | os.PathLike[str],
-                   fields: tuple[str, ...] = IDENTITY) -> None:
+def check_identity(
+    state: dict[str, Any], expected: dict[str, Any], path: str | os.PathLike[str], fields: tuple[str, ...] = IDENTITY
+) -> None:
     """Raise CheckpointError listing every identity field of ``state`` that differs from ``expected``."""
     diffs = identity_diffs(state, expected, fields)
     if diffs:
-        hint = (" The config changed since the checkpoint was written: restore it, or delete the "
-                "checkpoint to start over." if any(d.startswith("config_hash") for d in diffs) else "")
+        hint = (
+            " The config changed since the checkpoint was written: restore it, or delete the checkpoint to start over."
+            if any(d.startswith("config_hash") for d in diffs)
+            else ""
+        )
         raise CheckpointError(f"checkpoint {path} does not match this run: " + "; ".join(diffs) + "." + hint)

@@ -36,6 +36,8 @@ PHASES = ("pretrain", "finetune")
 def run_phases(method: str) -> tuple[str, ...]:
     """Phases a run of ``method`` has (methods this package does not know are assumed to pre-train)."""
     return ("finetune",) if method in ONLINE_ONLY_METHODS else PHASES
+
+
 SCORE_MODES = ("return", "success", "last_reward")
 #: Keys of a method's override block that are not agent hyperparameters.
 _REWARD_KEY = "reward"
@@ -102,9 +104,20 @@ def _check_budgets(run: dict[str, Any], where: str) -> None:
     ft = run["finetune"]
     if not 0.0 <= float(ft["mixing_ratio"]) <= 1.0:
         raise ConfigError(f"{where}.finetune.mixing_ratio must be in [0, 1], got {ft['mixing_ratio']}")
-    for phase, keys in (("pretrain", ("steps", "batch_size", "eval_every", "eval_episodes", "checkpoint_every")),
-                        ("finetune", ("env_steps", "batch_size", "eval_every_env_steps", "eval_episodes",
-                                      "buffer_size", "checkpoint_every_env_steps"))):
+    for phase, keys in (
+        ("pretrain", ("steps", "batch_size", "eval_every", "eval_episodes", "checkpoint_every")),
+        (
+            "finetune",
+            (
+                "env_steps",
+                "batch_size",
+                "eval_every_env_steps",
+                "eval_episodes",
+                "buffer_size",
+                "checkpoint_every_env_steps",
+            ),
+        ),
+    ):
         for key in keys:
             value = run[phase][key]
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "steps" else 1):
@@ -134,40 +147,53 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
     per_task_all = train_cfg.get("per_task", {}) or {}
     for name in per_task_all:
         if name not in config["tasks"]:
-            raise ConfigError(f"train.per_task names unknown task '{name}' (config has: "
-                              f"{', '.join(config['tasks'])}).{suggest(name, config['tasks'])}")
+            raise ConfigError(
+                f"train.per_task names unknown task '{name}' (config has: "
+                f"{', '.join(config['tasks'])}).{suggest(name, config['tasks'])}"
+            )
     per_task = per_task_all.get(task_name, {}) or {}
-    budgets = _merge(budgets, {k: per_task[k] for k in ("pretrain", "finetune", "score") if k in per_task},
-                     f"train.per_task.{task_name}")
+    budgets = _merge(
+        budgets,
+        {k: per_task[k] for k in ("pretrain", "finetune", "score") if k in per_task},
+        f"train.per_task.{task_name}",
+    )
 
     # --- hyperparameters and reward transform: preset < overrides.<method> < per_task overrides
     hparams = dict(method_preset.get("hparams", {}))
     reward_over: dict[str, float] = dict(method_preset.get(_REWARD_KEY, {}))
-    layers = [("train.overrides", train_cfg.get("overrides", {}) or {}),
-              (f"train.per_task.{task_name}.overrides", per_task.get("overrides", {}) or {})]
+    layers = [
+        ("train.overrides", train_cfg.get("overrides", {}) or {}),
+        (f"train.per_task.{task_name}.overrides", per_task.get("overrides", {}) or {}),
+    ]
     for where, layer in layers:
         for name in layer:
             if name not in METHODS:
-                raise ConfigError(f"{where} names unknown method '{name}' (known: {', '.join(METHODS)})."
-                                  f"{suggest(name, METHODS)}")
+                raise ConfigError(
+                    f"{where} names unknown method '{name}' (known: {', '.join(METHODS)}).{suggest(name, METHODS)}"
+                )
         block = dict(layer.get(method, {}) or {})
         if _REWARD_KEY in block:
             extra = set(block[_REWARD_KEY]) - set(_REWARD_FIELDS)
             if extra:
-                raise ConfigError(f"{where}.{method}.reward: unknown key(s) {sorted(extra)} "
-                                  f"(allowed: {', '.join(_REWARD_FIELDS)})")
+                raise ConfigError(
+                    f"{where}.{method}.reward: unknown key(s) {sorted(extra)} (allowed: {', '.join(_REWARD_FIELDS)})"
+                )
             reward_over.update(block.pop(_REWARD_KEY))
         hparams = _merge_hparams(hparams, block)
 
     fields = hparam_fields(method)
     if "gamma" in fields:
         if "gamma" in hparams and float(hparams["gamma"]) != task.gamma:
-            raise ConfigError(f"hyperparameter gamma={hparams['gamma']} for {task_name}/{method} differs from "
-                              f"the task's gamma={task.gamma}; set tasks.{task_name}.gamma instead")
+            raise ConfigError(
+                f"hyperparameter gamma={hparams['gamma']} for {task_name}/{method} differs from "
+                f"the task's gamma={task.gamma}; set tasks.{task_name}.gamma instead"
+            )
         hparams["gamma"] = task.gamma
     if "batch_size" in hparams:
-        raise ConfigError(f"batch_size is a budget, not an agent hyperparameter: set "
-                          f"train.pretrain.batch_size / train.finetune.batch_size ({task_name}/{method})")
+        raise ConfigError(
+            f"batch_size is a budget, not an agent hyperparameter: set "
+            f"train.pretrain.batch_size / train.finetune.batch_size ({task_name}/{method})"
+        )
     resolved_hparams = agent_hparams(method, hparams, f"hyperparameters of {task_name}/{method}")
 
     reward = dataclasses.asdict(task.reward)

@@ -63,8 +63,9 @@ def _act(agent: Any, obs: np.ndarray, deterministic: bool, device: torch.device)
         return agent.act(t, deterministic=deterministic)[0].cpu().numpy()
 
 
-def run_episode(env: gym.Env, agent: Any, seed: int, deterministic: bool,
-                device: torch.device) -> dict[str, np.ndarray | bool]:
+def run_episode(
+    env: gym.Env, agent: Any, seed: int, deterministic: bool, device: torch.device
+) -> dict[str, np.ndarray | bool]:
     """One episode from ``env.reset(seed=seed)``; arrays of the transitions plus success."""
     obs, _ = env.reset(seed=seed)
     observations, actions, rewards, next_obs, terminals = [], [], [], [], []
@@ -91,8 +92,16 @@ def run_episode(env: gym.Env, agent: Any, seed: int, deterministic: bool,
     }
 
 
-def evaluate(env: gym.Env, agent: Any, episodes: int, seed: int, phase: str, eval_index: int,
-             score: ScoreSpec, device: torch.device) -> dict[str, float]:
+def evaluate(
+    env: gym.Env,
+    agent: Any,
+    episodes: int,
+    seed: int,
+    phase: str,
+    eval_index: int,
+    score: ScoreSpec,
+    device: torch.device,
+) -> dict[str, float]:
     """``episodes`` deterministic episodes; each reset is seeded from (seed, phase, eval index, episode)."""
     returns, successes, last = [], [], []
     for ep in range(episodes):

@@ -76,16 +76,20 @@ def _unreadable_init(ctx: PhaseContext, init: Path, exc: CheckpointError) -> Che
     if record.exists():
         set_aside(record, "unreadable-final")
     log.error("moved the unreadable pre-trained checkpoint %s aside to %s", init, aside)
-    return CheckpointError(f"{exc}. Moved it aside to {aside}; rerun the same `snakemake` command (its "
-                           f"pretrain job rebuilds it, then this job runs again), or by hand `calql "
-                           f"pretrain` with --run-dir {ctx.run_dir}")
+    return CheckpointError(
+        f"{exc}. Moved it aside to {aside}; rerun the same `snakemake` command (its "
+        f"pretrain job rebuilds it, then this job runs again), or by hand `calql "
+        f"pretrain` with --run-dir {ctx.run_dir}"
+    )
 
 
 def load_init(ctx: PhaseContext, agent: Any, init: Path) -> None:
     """Load the pre-trained agent, refusing one from another task/method/seed/size/pretrain config."""
     if not init.exists():
-        raise CheckpointError(f"pre-trained checkpoint not found: {init} (run `calql pretrain` for this "
-                              "task/method/seed first, or pass --init)")
+        raise CheckpointError(
+            f"pre-trained checkpoint not found: {init} (run `calql pretrain` for this "
+            "task/method/seed first, or pass --init)"
+        )
     try:
         state = load_checkpoint(init)
     except CheckpointError as exc:
@@ -131,8 +135,12 @@ class Finetune(TrainingPhase):
         self.agent.set_phase("online")
         seed_everything(derive_seed(seed, "finetune", "rng"))
         self.sampler = np.random.default_rng(derive_seed(seed, "finetune", "sampler"))
-        self.env = make_env(ctx.task, seed=derive_seed(seed, "finetune", "env"), evaluation=True,
-                            dataset_layout=self.dataset.meta.get("obs_layout"))
+        self.env = make_env(
+            ctx.task,
+            seed=derive_seed(seed, "finetune", "env"),
+            evaluation=True,
+            dataset_layout=self.dataset.meta.get("obs_layout"),
+        )
         self.eval_env = make_env(ctx.task, seed=derive_seed(seed, "finetune", "eval-env"), evaluation=True)
         spec = self.env.spec
         max_len = int(spec.max_episode_steps) if spec and spec.max_episode_steps else int(budget["env_steps"])
@@ -141,8 +149,9 @@ class Finetune(TrainingPhase):
         self.reward_spec = RewardSpec(**self.run_config["reward"])
         self.mixing = float(budget["mixing_ratio"])
         self.offline = self.data if self.mixing > 0 else None
-        self.counters = FinetuneCounters(next_eval=int(budget["eval_every_env_steps"]),
-                                         next_checkpoint=int(budget["checkpoint_every_env_steps"]))
+        self.counters = FinetuneCounters(
+            next_eval=int(budget["eval_every_env_steps"]), next_checkpoint=int(budget["checkpoint_every_env_steps"])
+        )
 
     def resume(self, state: dict[str, Any]) -> None:
         super().resume(state)
@@ -180,18 +189,22 @@ class Finetune(TrainingPhase):
         """One full episode with the stochastic policy, labeled like the offline data and added to
         the buffer; it owes ``length x utd_ratio`` gradient steps (a fractional UTD carries over)."""
         c = self.counters
-        ep = run_episode(self.env, self.agent, derive_seed(self.seed, "finetune", "train", c.episodes), False,
-                         self.device)
-        train_rewards, mc = mc_returns_for_episode(ep["rewards"], ep["terminals"], self.reward_spec,
-                                                   self.run_config["gamma"])
-        self.buffer.add({
-            "observations": ep["observations"],
-            "actions": np.clip(ep["actions"], -CLIP_ACTION, CLIP_ACTION),
-            "rewards": train_rewards,
-            "next_observations": ep["next_observations"],
-            "dones": ep["terminals"].astype(np.float32),
-            "mc_returns": mc,
-        })
+        ep = run_episode(
+            self.env, self.agent, derive_seed(self.seed, "finetune", "train", c.episodes), False, self.device
+        )
+        train_rewards, mc = mc_returns_for_episode(
+            ep["rewards"], ep["terminals"], self.reward_spec, self.run_config["gamma"]
+        )
+        self.buffer.add(
+            {
+                "observations": ep["observations"],
+                "actions": np.clip(ep["actions"], -CLIP_ACTION, CLIP_ACTION),
+                "rewards": train_rewards,
+                "next_observations": ep["next_observations"],
+                "dones": ep["terminals"].astype(np.float32),
+                "mc_returns": mc,
+            }
+        )
         length = len(ep["rewards"])
         c.env_steps += length
         c.episodes += 1
@@ -249,6 +262,17 @@ def run_finetune(
     ``stop_after`` (tests) raises :class:`~calql.training.phase.StopRequested` at the first
     episode end at or after that many env steps, as if the job had been killed there.
     """
-    phase = Finetune(config, task_name, method, seed, dataset_path, run_dir, init=init, live=live,
-                     restart=restart, progress=progress, stop_after=stop_after)
+    phase = Finetune(
+        config,
+        task_name,
+        method,
+        seed,
+        dataset_path,
+        run_dir,
+        init=init,
+        live=live,
+        restart=restart,
+        progress=progress,
+        stop_after=stop_after,
+    )
     return phase.run()

@@ -37,7 +37,8 @@ def run_lock(run_dir: Path, phase: str, wait: float | None = None) -> Iterator[N
     except LockedError as exc:
         raise LockedError(
             f"{exc}: only one process may write a run. Wait for it to finish (then rerun: a finished "
-            "phase is not trained again) or stop that process; the lock is released when it exits") from None
+            "phase is not trained again) or stop that process; the lock is released when it exits"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -48,8 +49,16 @@ def failure_record(phase_dir: Path) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        write_json(path, {"error": type(exc).__name__, "message": str(exc), "pid": os.getpid(),
-                          "host": socket.gethostname(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json(
+            path,
+            {
+                "error": type(exc).__name__,
+                "message": str(exc),
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
         raise
 
 

@@ -60,6 +60,7 @@ def install_sigterm_handler() -> None:
     Slurm sends SIGTERM at the time limit and SIGKILL about 30 s later; without this, up to
     ``checkpoint_minutes`` of work would be lost. Only the CLI installs it (main thread).
     """
+
     def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
         log.warning("received signal %d: checkpointing at the next gradient step, then stopping", signum)
         _TERMINATE.set()
@@ -72,8 +73,9 @@ def termination_requested() -> bool:
 
 
 def raise_terminated(phase: str, where: str) -> None:
-    raise TrainingTerminated(f"{phase} stopped by SIGTERM at {where}; checkpoint written, "
-                             "rerun the same command to resume")
+    raise TrainingTerminated(
+        f"{phase} stopped by SIGTERM at {where}; checkpoint written, rerun the same command to resume"
+    )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -134,8 +136,15 @@ class PhaseContext:
         return phase_hash(self.run, self.phase)
 
     def identity(self) -> dict[str, Any]:
-        return {"phase": self.phase, "task": self.run["task"], "method": self.run["method"], "seed": self.seed,
-                "obs_dim": self.obs_dim, "act_dim": self.act_dim, "config_hash": self.config_hash}
+        return {
+            "phase": self.phase,
+            "task": self.run["task"],
+            "method": self.run["method"],
+            "seed": self.seed,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "config_hash": self.config_hash,
+        }
 
 
 #: Checkpoint identity fields naming the run: a mismatch means a wrong run folder (refused).
@@ -155,9 +164,11 @@ def set_aside(path: Path, reason: str) -> Path:
 def _unusable_dataset(path: Path, exc: DatasetError, task: str) -> DatasetError:
     """The error of a training job whose labeled dataset is corrupt: moved aside so that the
     workflow relabels it (its output is then missing), with the commands that rebuild it."""
-    rebuild = ("rerun the same `snakemake` command (its `label` job rebuilds the file; the training "
-               f"jobs of {task} then run again), or by hand: `calql label --config <config> --task {task} "
-               f"--dataset <raw dataset> --out {path}`")
+    rebuild = (
+        "rerun the same `snakemake` command (its `label` job rebuilds the file; the training "
+        f"jobs of {task} then run again), or by hand: `calql label --config <config> --task {task} "
+        f"--dataset <raw dataset> --out {path}`"
+    )
     if not path.exists():
         moved = sorted(path.parent.glob(f"{path.name}.corrupt-*"))
         hint = f" (another job moved it aside as corrupt: {moved[-1]})" if moved else ""
@@ -207,10 +218,23 @@ def already_complete(ctx: PhaseContext, restart: bool) -> bool:
     )
 
 
-def checkpoint_state(ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, counters: dict[str, Any],
-                     rng: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {**ctx.identity(), "run_config": ctx.run, "agent": agent.state_dict(), "counters": dict(counters),
-            "rng": rng, "recorder": recorder.state_dict(), **(extra or {})}
+def checkpoint_state(
+    ctx: PhaseContext,
+    agent: Any,
+    recorder: PhaseRecorder,
+    counters: dict[str, Any],
+    rng: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        **ctx.identity(),
+        "run_config": ctx.run,
+        "agent": agent.state_dict(),
+        "counters": dict(counters),
+        "rng": rng,
+        "recorder": recorder.state_dict(),
+        **(extra or {}),
+    }
 
 
 def save_last(ctx: PhaseContext, state: dict[str, Any]) -> None:
@@ -242,22 +266,30 @@ def load_last(ctx: PhaseContext) -> dict[str, Any] | None:
         check_identity(state, ctx.identity(), path, fields=_RUN_FIELDS)
         diffs = identity_diffs(state, ctx.identity(), _CONFIG_FIELDS)
         if diffs:
-            log.warning("checkpoint %s was written with another config or dataset (%s): moved it aside to "
-                        "%s", path, "; ".join(diffs), set_aside(path, "other-config"))
+            log.warning(
+                "checkpoint %s was written with another config or dataset (%s): moved it aside to %s",
+                path,
+                "; ".join(diffs),
+                set_aside(path, "other-config"),
+            )
             continue
-        log.info("resuming %s from %s (%s)", ctx.phase, path,
-                 ", ".join(f"{k}={v}" for k, v in state["counters"].items()))
+        log.info(
+            "resuming %s from %s (%s)", ctx.phase, path, ", ".join(f"{k}={v}" for k, v in state["counters"].items())
+        )
         return state
     if moved:
         log.warning("no usable checkpoint left: %s starts over", ctx.phase)
     return None
 
 
-def finish_phase(ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, counters: dict[str, Any],
-                 dataset_meta: dict[str, Any]) -> None:
+def finish_phase(
+    ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, counters: dict[str, Any], dataset_meta: dict[str, Any]
+) -> None:
     """Write final.pt, then run.json (status complete) last; drop the resume checkpoint."""
-    save_checkpoint(ctx.final_path, {**ctx.identity(), "run_config": ctx.run, "agent": agent.state_dict(),
-                                     "counters": dict(counters)})
+    save_checkpoint(
+        ctx.final_path,
+        {**ctx.identity(), "run_config": ctx.run, "agent": agent.state_dict(), "counters": dict(counters)},
+    )
     record = {
         "status": "complete",
         "phase": ctx.phase,
@@ -267,8 +299,11 @@ def finish_phase(ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, counter
         "counters": dict(counters),
         "wall_time_s": recorder.wall_time(),
         "device": str(ctx.device),
-        "dataset": {"checksum": dataset_meta.get("checksum"), "env_id": dataset_meta.get("env_id"),
-                    "source": dataset_meta.get("source")},
+        "dataset": {
+            "checksum": dataset_meta.get("checksum"),
+            "env_id": dataset_meta.get("env_id"),
+            "source": dataset_meta.get("source"),
+        },
         "final_row": {k: v for k, v in recorder.rows[-1].items()} if recorder.rows else None,
         **provenance(ctx.run, ctx.seed),
         "config_hash": ctx.config_hash,  # the phase hash (checkpoint identity), not the whole-run hash
@@ -327,8 +362,14 @@ class TrainingPhase(abc.ABC):
         self.check(self.run_config)
         self.budget: dict[str, Any] = self.run_config[self.name]
         self.device = setup_torch(self.run_config)
-        self.ctx = PhaseContext(run=self.run_config, task=get_task(self.config, self.task_name), phase=self.name,
-                                seed=self.seed, run_dir=self.run_dir, device=self.device)
+        self.ctx = PhaseContext(
+            run=self.run_config,
+            task=get_task(self.config, self.task_name),
+            phase=self.name,
+            seed=self.seed,
+            run_dir=self.run_dir,
+            device=self.device,
+        )
         self.dataset, self.data = load_training_data(self.ctx, self.dataset_path)
         if already_complete(self.ctx, self.restart):
             log.info("%s already complete: %s", self.name, self.ctx.phase_dir)
@@ -345,8 +386,14 @@ class TrainingPhase(abc.ABC):
             else:
                 self.evaluate_now()
             self._last_save = time.monotonic()
-            self._bar = tqdm(total=self.total, initial=self.done(), unit=self.unit, disable=not self.progress,
-                             desc=f"{self.name} {self.task_name}/{self.method}/s{self.seed}", mininterval=5.0)
+            self._bar = tqdm(
+                total=self.total,
+                initial=self.done(),
+                unit=self.unit,
+                disable=not self.progress,
+                desc=f"{self.name} {self.task_name}/{self.method}/s{self.seed}",
+                mininterval=5.0,
+            )
             self.train()
         finally:
             if self._bar is not None:
@@ -400,8 +447,16 @@ class TrainingPhase(abc.ABC):
     def evaluate_now(self) -> None:
         """Evaluate the agent and write a row at the current position; counts ``eval_index``."""
         self.recorder.begin_eval()
-        ev = evaluate(self.eval_env, self.agent, self.budget["eval_episodes"], self.seed, self.name,
-                      self.counters.eval_index, self.score, self.device)
+        ev = evaluate(
+            self.eval_env,
+            self.agent,
+            self.budget["eval_episodes"],
+            self.seed,
+            self.name,
+            self.counters.eval_index,
+            self.score,
+            self.device,
+        )
         self.recorder.add_row(*self.position(), ev, self.probe(self.agent))
         self.counters.eval_index += 1
 
@@ -413,8 +468,9 @@ class TrainingPhase(abc.ABC):
     def save(self) -> None:
         """Write checkpoints/last.pt: agent, RNGs, counters, the record and :meth:`extra_state`."""
         rng = {"global": capture_rng(), "sampler": generator_state(self.sampler)}
-        state = checkpoint_state(self.ctx, self.agent, self.recorder, dataclasses.asdict(self.counters), rng,
-                                 self.extra_state())
+        state = checkpoint_state(
+            self.ctx, self.agent, self.recorder, dataclasses.asdict(self.counters), rng, self.extra_state()
+        )
         save_last(self.ctx, state)
         self._last_save = time.monotonic()
 

@@ -49,9 +49,13 @@ BASE_TRAIN: dict[str, Any] = {
 # max-target backup; IQL learning rates 3e-4; calql.agents.configs), so each default is written once.
 
 
-def _methods(arch: dict[str, Any], cql: dict[str, Any], iql: dict[str, Any],
-             iql_reward: dict[str, float] | None = None,
-             iql_train: dict[str, Any] | None = None) -> dict[str, Any]:
+def _methods(
+    arch: dict[str, Any],
+    cql: dict[str, Any],
+    iql: dict[str, Any],
+    iql_reward: dict[str, float] | None = None,
+    iql_train: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Per-method blocks of a domain: ``arch`` (network sizes, tau) for the SAC backbone of sac,
     cql and calql; ``cql`` for cql and calql (Cal-QL is CQL with the MC lower bound)."""
     out: dict[str, Any] = {
@@ -77,13 +81,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {
             "score": "return",
             "pretrain": {"steps": 1_000_000, "eval_every": 50_000, "eval_episodes": 20},
-            "finetune": {"env_steps": 1_000_000, "eval_every_env_steps": 2_000, "eval_episodes": 20,
-                         "mixing_ratio": 0.5},
+            "finetune": {
+                "env_steps": 1_000_000,
+                "eval_every_env_steps": 2_000,
+                "eval_episodes": 20,
+                "mixing_ratio": 0.5,
+            },
         },
         "methods": _methods(
             arch={"policy_hidden": [256, 256], "critic_hidden": [256, 256, 256, 256]},
-            cql={"cql_min_q_weight": 5.0, "cql_lagrange": True, "cql_target_action_gap": 0.8,
-                 "cql_importance_sample": True},
+            cql={
+                "cql_min_q_weight": 5.0,
+                "cql_lagrange": True,
+                "cql_target_action_gap": 0.8,
+                "cql_importance_sample": True,
+            },
             iql={"hidden": [256, 256], "expectile": 0.9, "beta": 10.0},
             iql_reward={"scale": 1.0, "bias": -1.0},
             iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {"eval_episodes": 50}},
@@ -96,10 +108,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "score_ref": {"ref_min": 0.0, "ref_max": 1.0},
         "train": {
             "score": "success",
-            "pretrain": {"steps": 20_000, "eval_every": 2_000, "eval_episodes": 20,
-                         "checkpoint_every": 2_000},
-            "finetune": {"env_steps": 1_000_000, "eval_every_env_steps": 2_000, "eval_episodes": 20,
-                         "mixing_ratio": 0.5},
+            "pretrain": {"steps": 20_000, "eval_every": 2_000, "eval_episodes": 20, "checkpoint_every": 2_000},
+            "finetune": {
+                "env_steps": 1_000_000,
+                "eval_every_env_steps": 2_000,
+                "eval_episodes": 20,
+                "mixing_ratio": 0.5,
+            },
         },
         "methods": _methods(
             arch={"policy_hidden": [512, 512], "critic_hidden": [512, 512, 512]},
@@ -120,8 +135,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {
             "score": "last_reward",
             "pretrain": {"steps": 500_000, "eval_every": 50_000, "eval_episodes": 20},
-            "finetune": {"env_steps": 1_500_000, "eval_every_env_steps": 5_000, "eval_episodes": 20,
-                         "mixing_ratio": 0.25},
+            "finetune": {
+                "env_steps": 1_500_000,
+                "eval_every_env_steps": 5_000,
+                "eval_episodes": 20,
+                "mixing_ratio": 0.25,
+            },
         },
         "methods": _methods(
             arch={"policy_hidden": [512, 512, 512], "critic_hidden": [512, 512, 512]},
@@ -142,16 +161,24 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pointmaze": {
         "train": {
             "score": "return",
-            "pretrain": {"steps": 10_000, "eval_every": 2_000, "eval_episodes": 10,
-                         "checkpoint_every": 2_000},
-            "finetune": {"env_steps": 10_000, "eval_every_env_steps": 1_000, "eval_episodes": 10,
-                         "mixing_ratio": 0.5, "buffer_size": 100_000,
-                         "checkpoint_every_env_steps": 2_000},
+            "pretrain": {"steps": 10_000, "eval_every": 2_000, "eval_episodes": 10, "checkpoint_every": 2_000},
+            "finetune": {
+                "env_steps": 10_000,
+                "eval_every_env_steps": 1_000,
+                "eval_episodes": 10,
+                "mixing_ratio": 0.5,
+                "buffer_size": 100_000,
+                "checkpoint_every_env_steps": 2_000,
+            },
         },
         "methods": _methods(
             arch={"policy_hidden": [64, 64], "critic_hidden": [64, 64], "tau": 0.05},
-            cql={"cql_min_q_weight": 5.0, "cql_lagrange": True, "cql_target_action_gap": 0.8,
-                 "cql_importance_sample": True},
+            cql={
+                "cql_min_q_weight": 5.0,
+                "cql_lagrange": True,
+                "cql_target_action_gap": 0.8,
+                "cql_importance_sample": True,
+            },
             iql={"hidden": [64, 64], "expectile": 0.9, "beta": 10.0, "tau": 0.05},
         ),
     },
@@ -161,6 +188,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def get_preset(name: str) -> dict[str, Any]:
     """A deep copy of preset ``name``; ConfigError with suggestions if unknown."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown hyperparameter preset '{name}' (known: {', '.join(PRESETS)})."
-                          f"{suggest(name, PRESETS)}")
+        raise ConfigError(
+            f"unknown hyperparameter preset '{name}' (known: {', '.join(PRESETS)}).{suggest(name, PRESETS)}"
+        )
     return copy.deepcopy(PRESETS[name])

@@ -38,19 +38,23 @@ class Pretrain(TrainingPhase):
 
     def check(self, run: dict[str, Any]) -> None:
         if run["pretrain"] is None:
-            raise ConfigError(f"method '{self.method}' has no offline pre-training phase (SAC from scratch is "
-                              "online only)")
+            raise ConfigError(
+                f"method '{self.method}' has no offline pre-training phase (SAC from scratch is online only)"
+            )
 
     def build(self, state: dict[str, Any] | None) -> None:
         from calql.agents import make_agent
 
         seed_everything(derive_seed(self.seed, "pretrain", "init"))
-        self.agent = make_agent(self.method, self.ctx.obs_dim, self.ctx.act_dim, self.run_config["agent"],
-                                self.device)
+        self.agent = make_agent(self.method, self.ctx.obs_dim, self.ctx.act_dim, self.run_config["agent"], self.device)
         self.agent.set_phase("offline")
         self.sampler = np.random.default_rng(derive_seed(self.seed, "pretrain", "sampler"))
-        self.eval_env = make_env(self.ctx.task, seed=derive_seed(self.seed, "pretrain", "env"), evaluation=True,
-                                 dataset_layout=self.dataset.meta.get("obs_layout"))
+        self.eval_env = make_env(
+            self.ctx.task,
+            seed=derive_seed(self.seed, "pretrain", "env"),
+            evaluation=True,
+            dataset_layout=self.dataset.meta.get("obs_layout"),
+        )
 
     @property
     def total(self) -> int:
@@ -108,6 +112,16 @@ def run_pretrain(
     :class:`~calql.training.phase.StopRequested` after that many gradient steps, as if the job had
     been killed there.
     """
-    phase = Pretrain(config, task_name, method, seed, dataset_path, run_dir, live=live, restart=restart,
-                     progress=progress, stop_after=stop_after)
+    phase = Pretrain(
+        config,
+        task_name,
+        method,
+        seed,
+        dataset_path,
+        run_dir,
+        live=live,
+        restart=restart,
+        progress=progress,
+        stop_after=stop_after,
+    )
     return phase.run()

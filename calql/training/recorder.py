@@ -83,11 +83,15 @@ class PhaseRecorder:
         if bool(torch.isfinite(values).all()):
             return
         bad = [(k, v) for k, v in zip(keys, values.tolist()) if not math.isfinite(v)]
-        where = (f"gradient step {step}" if self.check_every == 1
-                 else f"gradient steps {step - self.check_every + 1}..{step}")
+        where = (
+            f"gradient step {step}"
+            if self.check_every == 1
+            else f"gradient steps {step - self.check_every + 1}..{step}"
+        )
         raise TrainingDivergedError(
             f"{self.ctx.phase} of {self.ctx.run['task']}/{self.ctx.run['method']}/seed{self.ctx.seed} diverged at "
-            f"{where}: " + ", ".join(f"{k} = {v}" for k, v in bad)
+            f"{where}: "
+            + ", ".join(f"{k} = {v}" for k, v in bad)
             + " (lower the learning rates or check the rewards; the last checkpoint is kept)"
         )
 
@@ -106,17 +110,24 @@ class PhaseRecorder:
     def wall_time(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self._t_start)
 
-    def add_row(self, grad_step: int, env_steps: int, evaluation: dict[str, float],
-                calibration: dict[str, float]) -> dict[str, Any]:
+    def add_row(
+        self, grad_step: int, env_steps: int, evaluation: dict[str, float], calibration: dict[str, float]
+    ) -> dict[str, Any]:
         """Append an evaluation row, rewrite metrics.csv and log it live."""
         now = time.perf_counter()
         loop_time = (self._eval_started or now) - self._t_mark
         d_grad, d_env = grad_step - self._steps_mark[0], env_steps - self._steps_mark[1]
         run = self.ctx.run
         row: dict[str, Any] = {
-            "task": run["task"], "method": run["method"], "seed": self.ctx.seed, "phase": self.ctx.phase,
-            "grad_step": int(grad_step), "env_steps": int(env_steps),
-            **evaluation, **calibration, **self._train_means(),
+            "task": run["task"],
+            "method": run["method"],
+            "seed": self.ctx.seed,
+            "phase": self.ctx.phase,
+            "grad_step": int(grad_step),
+            "env_steps": int(env_steps),
+            **evaluation,
+            **calibration,
+            **self._train_means(),
             "perf/grad_steps_per_s": d_grad / loop_time if d_grad and loop_time > 0 else None,
             "perf/env_steps_per_s": d_env / loop_time if d_env and loop_time > 0 else None,
             "wall_time_s": self.wall_time(),
@@ -133,8 +144,12 @@ class PhaseRecorder:
 
     # ---- checkpoint state -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": [dict(r) for r in self.rows], "sums": {k: v.cpu().clone() for k, v in self._sums_dict().items()},
-                "count": self.count, "wall_time": self.wall_time()}
+        return {
+            "rows": [dict(r) for r in self.rows],
+            "sums": {k: v.cpu().clone() for k, v in self._sums_dict().items()},
+            "count": self.count,
+            "wall_time": self.wall_time(),
+        }
 
     def load_state_dict(self, state: dict[str, Any], grad_step: int, env_steps: int) -> None:
         self.rows = [dict(r) for r in state["rows"]]

@@ -10,19 +10,19 @@ rule aggregate:
         **{Path(name).stem: summary_output(name) for name in SUMMARY_FILES},
     log:
         f"{LOGS}/analysis/aggregate.log",
-    message:
-        "Aggregating {params.n_runs} run phases into summary tables"
+    conda:
+        "../envs/calql.yaml"
+    threads: threads_of("analysis")
+    resources:
+        **slurm_resources("analysis"),
     params:
         config=job_config,
         key=analysis_key,
         runs_dir=runs_dir,
         out_dir=parent_dir(),
         n_runs=lambda wildcards, input: len(input.records),
-    conda:
-        "../envs/calql.yaml"
-    threads: threads_of("analysis")
-    resources:
-        **slurm_resources("analysis"),
+    message:
+        "Aggregating {params.n_runs} run phases into summary tables"
     shell:
         "python -m analysis aggregate --config {params.config} --runs-dir {params.runs_dir}"
         " --out-dir {params.out_dir} > {log} 2>&1"
@@ -59,19 +59,19 @@ rule tables:
         ],
     log:
         f"{LOGS}/analysis/tables.log",
-    message:
-        "Writing result tables (Markdown and LaTeX) and each task's data-conventions table"
+    conda:
+        "../envs/calql.yaml"
+    threads: threads_of("analysis")
+    resources:
+        **slurm_resources("analysis"),
     params:
         config=job_config,
         key=analysis_key,
         summary_dir=parent_dir("curves"),
         out_dir=parent_dir(),
         conventions_dir=parent_dir("conventions"),
-    conda:
-        "../envs/calql.yaml"
-    threads: threads_of("analysis")
-    resources:
-        **slurm_resources("analysis"),
+    message:
+        "Writing result tables (Markdown and LaTeX) and each task's data-conventions table"
     shell:
         "python -m analysis tables --config {params.config} --summary-dir {params.summary_dir}"
         " --out-dir {params.out_dir} > {log} 2>&1"
@@ -95,18 +95,18 @@ rule figures:
         },
     log:
         f"{LOGS}/analysis/figures.log",
-    message:
-        "Drawing figures"
-    params:
-        config=job_config,
-        key=analysis_key,
-        summary_dir=parent_dir("curves"),
-        out_dir=parent_dir(),
     conda:
         "../envs/calql.yaml"
     threads: threads_of("analysis")
     resources:
         **slurm_resources("analysis"),
+    params:
+        config=job_config,
+        key=analysis_key,
+        summary_dir=parent_dir("curves"),
+        out_dir=parent_dir(),
+    message:
+        "Drawing figures"
     shell:
         "python -m analysis figures --config {params.config} --summary-dir {params.summary_dir}"
         " --out-dir {params.out_dir} > {log} 2>&1"

@@ -204,15 +204,11 @@ def finetune_inputs(wildcards) -> dict:
 
 def all_run_records() -> list[str]:
     """run.json of every phase of every run: the inputs of tracking and aggregation."""
-    return run_files(rules.pretrain.output.record, "pretrain") + run_files(
-        rules.finetune.output.record, "finetune"
-    )
+    return run_files(rules.pretrain.output.record, "pretrain") + run_files(rules.finetune.output.record, "finetune")
 
 
 def all_metrics() -> list[str]:
-    return run_files(rules.pretrain.output.metrics, "pretrain") + run_files(
-        rules.finetune.output.metrics, "finetune"
-    )
+    return run_files(rules.pretrain.output.metrics, "pretrain") + run_files(rules.finetune.output.metrics, "finetune")
 
 
 def parent_dir(name: str | None = None):
@@ -273,8 +269,10 @@ def rebuild_partial_results() -> None:
         return
     for path in summary_outputs():
         Path(path).unlink(missing_ok=True)
-    logger.warning(f"A job failed: rebuilding the summary, tables and figures from the runs that finished "
-                   f"(partial; {SUMMARY}/missing.csv says what is missing and why). Log: {LOGS}/partial.log")
+    logger.warning(
+        f"A job failed: rebuilding the summary, tables and figures from the runs that finished "
+        f"(partial; {SUMMARY}/missing.csv says what is missing and why). Log: {LOGS}/partial.log"
+    )
     runs = shlex.quote(RUNS)
     log = shlex.quote(f"{LOGS}/partial.log")
     Path(LOGS).mkdir(parents=True, exist_ok=True)
@@ -293,7 +291,11 @@ def all_targets() -> list[str]:
     """Every output of every run (not only run.json: Snakemake does not rebuild a deleted file
     whose consumers are up to date unless a target names it), then the summary outputs."""
     return [
-        *[f for phase in ("pretrain", "finetune") for out in getattr(rules, phase).output
-          for f in run_files(out, phase)],
+        *[
+            f
+            for phase in ("pretrain", "finetune")
+            for out in getattr(rules, phase).output
+            for f in run_files(out, phase)
+        ],
         *summary_outputs(),
     ]

@@ -8,16 +8,16 @@ rule dataset:
         f"{LOGS}/dataset/{{task}}.log",
     benchmark:
         f"{LOGS}/benchmarks/dataset/{{task}}.tsv"
-    message:
-        "Fetching or generating the offline dataset of task {wildcards.task}"
-    params:
-        config=job_config,
-        key=data_key,
     conda:
         "../envs/calql.yaml"
     threads: threads_of("dataset")
     resources:
         **slurm_resources("dataset"),
+    params:
+        config=job_config,
+        key=data_key,
+    message:
+        "Fetching or generating the offline dataset of task {wildcards.task}"
     shell:
         "python -m calql dataset --config {params.config} --task {wildcards.task}"
         " --out {output.dataset} > {log} 2>&1"
@@ -32,16 +32,16 @@ rule label:
         f"{LOGS}/label/{{task}}.log",
     benchmark:
         f"{LOGS}/benchmarks/label/{{task}}.tsv"
-    message:
-        "Labeling Monte-Carlo returns of task {wildcards.task}"
-    params:
-        config=job_config,
-        key=label_key,
     conda:
         "../envs/calql.yaml"
     threads: threads_of("label")
     resources:
         **slurm_resources("label"),
+    params:
+        config=job_config,
+        key=label_key,
+    message:
+        "Labeling Monte-Carlo returns of task {wildcards.task}"
     shell:
         "python -m calql --quiet label --config {params.config} --task {wildcards.task}"
         " --dataset {input.dataset} --out {output.labeled} > {log} 2>&1"

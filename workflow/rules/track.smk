@@ -9,19 +9,19 @@ rule track:
         summary=f"{RESULTS}/mlflow/imported.json",
     log:
         f"{LOGS}/track.log",
-    message:
-        "Importing {params.n_runs} run phases into MLflow"
+    conda:
+        "../envs/calql.yaml"
+    threads: threads_of("track")
+    resources:
+        **slurm_resources("track"),
     params:
         config=job_config,
         runs_dir=runs_dir,
         n_runs=lambda wildcards, input: len(input.records),
         # rerun key: the tracking settings and the MLflow experiment the runs are filed under
         key=json.dumps({**config.get("tracking", {}), "experiment": EXPERIMENT}, sort_keys=True),
-    conda:
-        "../envs/calql.yaml"
-    threads: threads_of("track")
-    resources:
-        **slurm_resources("track"),
+    message:
+        "Importing {params.n_runs} run phases into MLflow"
     shell:
         "python -m calql track --config {params.config} --runs-dir {params.runs_dir}"
         " --summary {output.summary} > {log} 2>&1"

@@ -4,7 +4,6 @@
 # RUN (common.smk) is the run folder of calql.runs.RunKey.
 
 
-
 rule pretrain:
     input:
         dataset=rules.label.output.labeled,
@@ -16,17 +15,17 @@ rule pretrain:
         f"{LOGS}/pretrain/{RunKey.PATTERN}.log",
     benchmark:
         f"{LOGS}/benchmarks/pretrain/{RunKey.PATTERN}.tsv"
-    message:
-        "Pre-training {wildcards.method} offline on {wildcards.task}, seed {wildcards.seed}"
-    params:
-        config=job_config,
-        key=train_key("pretrain"),
-        run_dir=run_dir,
     conda:
         "../envs/calql.yaml"
     threads: threads_of("pretrain")
     resources:
         **slurm_resources("pretrain"),
+    params:
+        config=job_config,
+        key=train_key("pretrain"),
+        run_dir=run_dir,
+    message:
+        "Pre-training {wildcards.method} offline on {wildcards.task}, seed {wildcards.seed}"
     shell:
         "python -m calql pretrain --config {params.config} --task {wildcards.task}"
         " --method {wildcards.method} --seed {wildcards.seed}"
@@ -44,18 +43,18 @@ rule finetune:
         f"{LOGS}/finetune/{RunKey.PATTERN}.log",
     benchmark:
         f"{LOGS}/benchmarks/finetune/{RunKey.PATTERN}.tsv"
-    message:
-        "Fine-tuning {wildcards.method} online on {wildcards.task}, seed {wildcards.seed}"
-    params:
-        config=job_config,
-        key=train_key("finetune"),
-        run_dir=run_dir,
-        init=lambda wildcards, input: f"--init {input.init}" if "init" in input.keys() else "",
     conda:
         "../envs/calql.yaml"
     threads: threads_of("finetune")
     resources:
         **slurm_resources("finetune"),
+    params:
+        config=job_config,
+        key=train_key("finetune"),
+        run_dir=run_dir,
+        init=lambda wildcards, input: f"--init {input.init}" if "init" in input.keys() else "",
+    message:
+        "Fine-tuning {wildcards.method} online on {wildcards.task}, seed {wildcards.seed}"
     shell:
         "python -m calql finetune --config {params.config} --task {wildcards.task}"
         " --method {wildcards.method} --seed {wildcards.seed}"

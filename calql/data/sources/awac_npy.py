@@ -57,20 +57,22 @@ _MODULE_ALIASES = {
 }
 #: (module, name) the unpickler may build: numpy arrays, dtypes and scalars, builtin containers,
 #: and ``_codecs.encode`` (how protocol-2 pickles store the bytes of an array).
-ALLOWED_GLOBALS = frozenset({
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("builtins", "dict"),
-    ("builtins", "list"),
-    ("builtins", "tuple"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "bytearray"),
-    ("_codecs", "encode"),
-})
+ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("builtins", "dict"),
+        ("builtins", "list"),
+        ("builtins", "tuple"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "bytearray"),
+        ("_codecs", "encode"),
+    }
+)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -134,8 +136,10 @@ def _trajectory(traj: Any, expert: bool, where: str) -> tuple[dict[str, np.ndarr
         if rewards.shape != terminals.shape:
             rewards = rewards[:n]
         if rewards.shape != terminals.shape:
-            raise DatasetError(f"{where}: rewards {rewards.shape} and terminals {terminals.shape} differ after "
-                               f"cutting rewards to the {n} observations")
+            raise DatasetError(
+                f"{where}: rewards {rewards.shape} and terminals {terminals.shape} differ after "
+                f"cutting rewards to the {n} observations"
+            )
     else:
         obs = np.asarray(traj["observations"], dtype=np.float64)
         next_obs = np.asarray(traj["next_observations"], dtype=np.float64)
@@ -166,8 +170,12 @@ def read_file(path: Path, expert: bool) -> tuple[list[dict[str, np.ndarray]], di
         if out is not None:
             kept.append(out)
             n_cut += int(cut)
-    counts = {"trajectories": len(trajectories), "kept": len(kept),
-              "dropped_trajectories": len(trajectories) - len(kept), "truncated_trajectories": n_cut}
+    counts = {
+        "trajectories": len(trajectories),
+        "kept": len(kept),
+        "dropped_trajectories": len(trajectories) - len(kept),
+        "truncated_trajectories": n_cut,
+    }
     return kept, counts
 
 
@@ -190,12 +198,19 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
         kept, counts = read_file(path, expert)
         parts.extend(kept)
         files[key] = {**_file_record(path), **counts}
-        log.info("%s %s: %d of %d trajectories kept (%d dropped without success, %d cut after the last success)",
-                 key, path, counts["kept"], counts["trajectories"], counts["dropped_trajectories"],
-                 counts["truncated_trajectories"])
+        log.info(
+            "%s %s: %d of %d trajectories kept (%d dropped without success, %d cut after the last success)",
+            key,
+            path,
+            counts["kept"],
+            counts["trajectories"],
+            counts["dropped_trajectories"],
+            counts["truncated_trajectories"],
+        )
     if not parts:
-        raise DatasetError(f"task '{task.name}': no trajectory of {source['expert']} or {source['bc']} "
-                           f"reaches success (raw reward 0)")
+        raise DatasetError(
+            f"task '{task.name}': no trajectory of {source['expert']} or {source['bc']} reaches success (raw reward 0)"
+        )
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     layout = env_layout_for(task, arrays["observations"].shape[1])
     dropped = sum(f["dropped_trajectories"] for f in files.values())
@@ -211,9 +226,11 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
             "reader": "official get_hand_dataset_with_mc_calculation (JaxCQL/replay_buffer.py)",
             "dropped_trajectories": dropped,
             "truncated_trajectories": truncated,
-            "conversions": [f"{dropped} trajectories without success dropped",
-                            f"{truncated} trajectories cut after their last success",
-                            "every success step (raw reward 0) a terminal"],
+            "conversions": [
+                f"{dropped} trajectories without success dropped",
+                f"{truncated} trajectories cut after their last success",
+                "every success step (raw reward 0) a terminal",
+            ],
         },
         "provenance": provenance(),
     }

@@ -84,9 +84,7 @@ def read_d4rl_arrays(path: Path) -> dict[str, np.ndarray]:
         with h5py.File(path, "r") as f:
             missing = [k for k in D4RL_KEYS if k not in f]
             if missing:
-                raise DatasetError(
-                    f"{path} lacks the D4RL arrays {missing} (it has {sorted(f.keys())})"
-                )
+                raise DatasetError(f"{path} lacks the D4RL arrays {missing} (it has {sorted(f.keys())})")
             keys = [*D4RL_KEYS, *(k for k in OPTIONAL_KEYS if k in f)]
             return {k: np.asarray(f[k][()]) for k in keys}
     except (OSError, KeyError, ValueError) as exc:
@@ -109,17 +107,13 @@ def check_arrays(
     n = arrays["observations"].shape[0]
     for key, arr in arrays.items():
         if arr.shape[0] != n:
-            raise DatasetError(
-                f"{where}: '{key}' has {arr.shape[0]} rows but 'observations' has {n} (truncated file?)"
-            )
+            raise DatasetError(f"{where}: '{key}' has {arr.shape[0]} rows but 'observations' has {n} (truncated file?)")
     if n < 2:
         raise DatasetError(f"{where}: only {n} rows")
     if "next_observations" in arrays and arrays["next_observations"].shape != arrays["observations"].shape:
         raise DatasetError(f"{where}: 'next_observations' and 'observations' shapes differ")
     if obs_dim is not None and arrays["observations"].shape[1] != obs_dim:
-        raise DatasetError(
-            f"{where}: observations have {arrays['observations'].shape[1]} dims, expected {obs_dim}"
-        )
+        raise DatasetError(f"{where}: observations have {arrays['observations'].shape[1]} dims, expected {obs_dim}")
     if act_dim is not None and arrays["actions"].shape[1] != act_dim:
         raise DatasetError(f"{where}: actions have {arrays['actions'].shape[1]} dims, expected {act_dim}")
 
@@ -160,16 +154,23 @@ def to_transitions(
     elif max_episode_steps:
         timeouts = recover_timeouts(terminals, int(max_episode_steps))
         timeouts_from = f"recovered (every {int(max_episode_steps)} steps, as d4rl)"
-        log.warning("no 'timeouts' array: recovered from max_episode_steps=%d as d4rl.qlearning_dataset "
-                    "does", max_episode_steps)
+        log.warning(
+            "no 'timeouts' array: recovered from max_episode_steps=%d as d4rl.qlearning_dataset does", max_episode_steps
+        )
     else:
         raise DatasetError(
             "the data have no 'timeouts' array and no max_episode_steps is known to recover them "
             "(set the task's env.max_episode_steps, or add a 'timeouts' array)"
         )
     if "next_observations" in arrays:
-        out = dict(observations=obs, actions=actions, rewards=rewards, terminals=terminals,
-                   timeouts=timeouts.copy(), next_observations=arrays["next_observations"])
+        out = dict(
+            observations=obs,
+            actions=actions,
+            rewards=rewards,
+            terminals=terminals,
+            timeouts=timeouts.copy(),
+            next_observations=arrays["next_observations"],
+        )
         info: dict[str, Any] = {"next_observations": "stored", "raw_rows": n, "dropped_rows": 0}
     else:
         keep = ~timeouts
@@ -177,9 +178,14 @@ def to_transitions(
         idx = np.flatnonzero(keep)
         # A kept row whose successor row is dropped ends a truncated trajectory.
         new_timeouts = ~keep[idx + 1] | (idx + 1 == n - 1)
-        out = dict(observations=obs[idx], actions=actions[idx], rewards=rewards[idx],
-                   terminals=terminals[idx], timeouts=new_timeouts & ~terminals[idx],
-                   next_observations=obs[idx + 1])
+        out = dict(
+            observations=obs[idx],
+            actions=actions[idx],
+            rewards=rewards[idx],
+            terminals=terminals[idx],
+            timeouts=new_timeouts & ~terminals[idx],
+            next_observations=obs[idx + 1],
+        )
         info = {"next_observations": "synthesized", "raw_rows": n, "dropped_rows": int(n - idx.size)}
     # The data end mid-trajectory unless the last row ends an episode: mark it truncated.
     added = 0
@@ -259,8 +265,7 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
             if record.exists():
                 cached_url = json.loads(record.read_text()).get("url")
                 if cached_url and cached_url != url:
-                    log.warning("%s was downloaded from %s, not %s; delete it to download again",
-                                path, cached_url, url)
+                    log.warning("%s was downloaded from %s, not %s; delete it to download again", path, cached_url, url)
         except DatasetError as exc:
             bad = path.with_name(path.name + ".corrupt")
             os.replace(path, bad)
@@ -284,11 +289,22 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
     if entry is not None and entry.get("env_compatible") != "none":
         check_obs_keys(task, layout, f"D4RL dataset '{name}'")
     if entry is not None and entry.get("env_id") and entry["env_id"] != task.env_id:
-        log.warning("task '%s' uses env %s; calql's registry pairs D4RL '%s' with %s",
-                    task.name, task.env_id, name, entry["env_id"])
+        log.warning(
+            "task '%s' uses env %s; calql's registry pairs D4RL '%s' with %s",
+            task.name,
+            task.env_id,
+            name,
+            entry["env_id"],
+        )
     meta: dict[str, Any] = {
-        "source": {**source, "url": url, "file": str(path), "sha256": digest,
-                   "size": path.stat().st_size, "downloaded": downloaded},
+        "source": {
+            **source,
+            "url": url,
+            "file": str(path),
+            "sha256": digest,
+            "size": path.stat().st_size,
+            "downloaded": downloaded,
+        },
         "env_id": task.env_id,
         "env_kwargs": dict(task.env_kwargs),
         "obs_layout": layout,
@@ -298,8 +314,16 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
         "provenance": provenance(),
     }
     if entry is not None:
-        meta["d4rl"] = {k: entry[k] for k in ("env_id", "env_kwargs", "max_episode_steps",
-                                              "eval_reset", "env_compatible", "notes") if k in entry}
-    log.info("D4RL %s: %d transitions (%s next observations, %d rows dropped)",
-             name, arrays_out["rewards"].size, info["next_observations"], info["dropped_rows"])
+        meta["d4rl"] = {
+            k: entry[k]
+            for k in ("env_id", "env_kwargs", "max_episode_steps", "eval_reset", "env_compatible", "notes")
+            if k in entry
+        }
+    log.info(
+        "D4RL %s: %d transitions (%s next observations, %d rows dropped)",
+        name,
+        arrays_out["rewards"].size,
+        info["next_observations"],
+        info["dropped_rows"],
+    )
     return Dataset(**arrays_out, meta=meta)

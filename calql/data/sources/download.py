@@ -64,10 +64,18 @@ def _fetch_once(url: str, part: Path, timeout: float, desc: str) -> tuple[int, i
     with urllib.request.urlopen(request, timeout=timeout) as response:
         length_header = response.headers.get("Content-Length")
         expected = int(length_header) if length_header is not None and length_header.isdigit() else None
-        with open(part, "wb") as out, tqdm(
-            total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-            disable=None, leave=False,
-        ) as bar:
+        with (
+            open(part, "wb") as out,
+            tqdm(
+                total=expected,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=desc,
+                disable=None,
+                leave=False,
+            ) as bar,
+        ):
             while True:
                 chunk = response.read(CHUNK)
                 if not chunk:
@@ -102,8 +110,14 @@ def download(
     for attempt in range(retries + 1):
         if attempt:
             delay = RETRY_DELAY * attempt
-            log.warning("retrying download of %s in %.0f s (attempt %d of %d): %s",
-                        url, delay, attempt + 1, retries + 1, last_error)
+            log.warning(
+                "retrying download of %s in %.0f s (attempt %d of %d): %s",
+                url,
+                delay,
+                attempt + 1,
+                retries + 1,
+                last_error,
+            )
             time.sleep(delay)
         try:
             log.info("downloading %s -> %s", url, dest)

@@ -94,7 +94,9 @@ def collect(task: TaskSpec, progress: bool = True) -> tuple[dict[str, np.ndarray
     arrays: dict[str, list[Any]] = {k: [] for k in ("obs", "act", "rew", "term", "tout", "next")}
     n_random_segments = n_segments = 0
     env.reset(seed=seed)
-    bar = progress_bar(total=n_total, desc=f"generate {task.name}", unit="step", **({} if progress else {"disable": True}))
+    bar = progress_bar(
+        total=n_total, desc=f"generate {task.name}", unit="step", **({} if progress else {"disable": True})
+    )
     t = 0
     while t < n_total:
         start = cells[rng.integers(len(cells))]
@@ -142,8 +144,7 @@ def collect(task: TaskSpec, progress: bool = True) -> tuple[dict[str, np.ndarray
         "timeouts": np.asarray(arrays["tout"], dtype=bool),
         "next_observations": np.asarray(arrays["next"], dtype=np.float32),
     }
-    stats = {"segments": n_segments, "random_segments": n_random_segments,
-             "reward_steps": int(data["rewards"].sum())}
+    stats = {"segments": n_segments, "random_segments": n_random_segments, "reward_steps": int(data["rewards"].sum())}
     return data, stats
 
 
@@ -172,8 +173,11 @@ def reference_policies(task: TaskSpec, episodes: int = REFERENCE_EPISODES, seed:
             returns.append(ret)
             successes.append(success)
         env.close()
-        out[name] = {"mean_return": float(np.mean(returns)), "success_rate": float(np.mean(successes)),
-                     "episodes": episodes}
+        out[name] = {
+            "mean_return": float(np.mean(returns)),
+            "success_rate": float(np.mean(successes)),
+            "episodes": episodes,
+        }
     return out
 
 
@@ -187,8 +191,12 @@ def fetch(task: TaskSpec, cache_dir: Path, progress: bool = True) -> Dataset:
     log.info(
         "generated %d transitions in %d segments (%d random), %d reward steps; "
         "reference success: random %.2f, controller %.2f",
-        len(data["rewards"]), stats["segments"], stats["random_segments"], stats["reward_steps"],
-        refs["random"]["success_rate"], refs["controller"]["success_rate"],
+        len(data["rewards"]),
+        stats["segments"],
+        stats["random_segments"],
+        stats["reward_steps"],
+        refs["random"]["success_rate"],
+        refs["controller"]["success_rate"],
     )
     meta = {
         "source": dict(task.source),

@@ -84,8 +84,12 @@ def env_layout_for(task: TaskSpec, obs_dim: int) -> Layout:
     except EnvMismatchError:
         raise
     except Exception as exc:  # env not installed / not buildable here: keep the data usable
-        log.warning("could not build env %s to read its observation layout (%s); recording a flat "
-                    "layout of %d dims", task.env_id, exc, obs_dim)
+        log.warning(
+            "could not build env %s to read its observation layout (%s); recording a flat layout of %d dims",
+            task.env_id,
+            exc,
+            obs_dim,
+        )
         return [{"key": "obs", "size": int(obs_dim)}]
     if layout_size(layout) != obs_dim:
         raise EnvMismatchError(
@@ -138,8 +142,13 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
         refs = (None, None)
 
     meta: dict[str, Any] = {
-        "source": {**source, "file": str(path.resolve()), "sha256": sha256_file(path),
-                   "size": path.stat().st_size, **({"d4rl_name": match[0]} if match else {})},
+        "source": {
+            **source,
+            "file": str(path.resolve()),
+            "sha256": sha256_file(path),
+            "size": path.stat().st_size,
+            **({"d4rl_name": match[0]} if match else {}),
+        },
         "env_id": task.env_id,
         "env_kwargs": dict(task.env_kwargs),
         "obs_layout": layout,
@@ -148,6 +157,11 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
         "conversion": info,
         "provenance": provenance(),
     }
-    log.info("file %s: %d transitions (%s next observations, %d rows dropped)",
-             path, out["rewards"].size, info["next_observations"], info["dropped_rows"])
+    log.info(
+        "file %s: %d transitions (%s next observations, %d rows dropped)",
+        path,
+        out["rewards"].size,
+        info["next_observations"],
+        info["dropped_rows"],
+    )
     return Dataset(**out, meta=meta)

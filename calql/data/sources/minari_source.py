@@ -41,7 +41,7 @@ def _minari_root() -> Path:
 
 def _manual_hint(dataset_id: str) -> str:
     return (
-        f"To place it by hand: on a machine with internet access run `pip install \"minari[hf]\"` and "
+        f'To place it by hand: on a machine with internet access run `pip install "minari[hf]"` and '
         f"`minari download {dataset_id}`, then copy its folder (~/.minari/datasets/{dataset_id}) to "
         f"{_minari_root() / dataset_id} (the local Minari root is MINARI_DATASETS_PATH). With no "
         f"network, HF_HUB_OFFLINE=1 makes a download attempt fail at once instead of retrying."
@@ -124,8 +124,14 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
     layout = layout_of(dataset.observation_space, task.obs_keys)
 
     parts: list[dict[str, np.ndarray]] = []
-    for ep in tqdm(dataset.iterate_episodes(), total=dataset.total_episodes,
-                   desc=f"minari {dataset_id}", unit="ep", disable=None, leave=False):
+    for ep in tqdm(
+        dataset.iterate_episodes(),
+        total=dataset.total_episodes,
+        desc=f"minari {dataset_id}",
+        unit="ep",
+        disable=None,
+        leave=False,
+    ):
         arrays = _episode_arrays(ep, task.obs_keys)
         if arrays["rewards"].size == 0:
             continue
@@ -146,9 +152,13 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
     env_spec = _spec_dict(metadata.get("env_spec"))
     eval_spec = _spec_dict(metadata.get("eval_env_spec"))
     meta: dict[str, Any] = {
-        "source": {**source, "minari_id": dataset_id, "minari_version": metadata.get("minari_version"),
-                   "path": str(Path(dataset.storage.data_path).parent),
-                   "total_episodes": int(dataset.total_episodes)},
+        "source": {
+            **source,
+            "minari_id": dataset_id,
+            "minari_version": metadata.get("minari_version"),
+            "path": str(Path(dataset.storage.data_path).parent),
+            "total_episodes": int(dataset.total_episodes),
+        },
         "env_id": env_spec["id"] if env_spec else task.env_id,
         "env_kwargs": dict(env_spec.get("kwargs") or {}) if env_spec else dict(task.env_kwargs),
         "obs_layout": layout,
@@ -159,11 +169,20 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
     if env_spec and env_spec.get("max_episode_steps"):
         meta["max_episode_steps"] = int(env_spec["max_episode_steps"])
     if eval_spec:
-        meta["eval_env"] = {"id": eval_spec["id"], "kwargs": dict(eval_spec.get("kwargs") or {}),
-                            "max_episode_steps": eval_spec.get("max_episode_steps")}
+        meta["eval_env"] = {
+            "id": eval_spec["id"],
+            "kwargs": dict(eval_spec.get("kwargs") or {}),
+            "max_episode_steps": eval_spec.get("max_episode_steps"),
+        }
     if env_spec and env_spec["id"] != task.env_id:
-        log.warning("task '%s' uses env %s but Minari dataset %s was collected in %s",
-                    task.name, task.env_id, dataset_id, env_spec["id"])
-    log.info("Minari %s: %d episodes, %d transitions, layout %s",
-             dataset_id, len(parts), merged["rewards"].size, layout)
+        log.warning(
+            "task '%s' uses env %s but Minari dataset %s was collected in %s",
+            task.name,
+            task.env_id,
+            dataset_id,
+            env_spec["id"],
+        )
+    log.info(
+        "Minari %s: %d episodes, %d transitions, layout %s", dataset_id, len(parts), merged["rewards"].size, layout
+    )
     return Dataset(**merged, meta=meta)
