@@ -77,7 +77,7 @@ class CQLAgent(SACAgent):
         extra = [log_alpha_prime] if config.cql_lagrange else []
         super().__init__(obs_dim, act_dim, config, device, extra_critic_params=extra)
         self.log_alpha_prime = log_alpha_prime
-        self.sets = CQLActionSets(config.cql_n_actions, self.n_backup)
+        self.action_sets = CQLActionSets(config.cql_n_actions, self.n_backup)
 
     def _on_phase(self) -> None:
         online = self.phase == "online"
@@ -100,7 +100,7 @@ class CQLAgent(SACAgent):
     def _critic_actions(self, batch: dict[str, Tensor], s_act: Tensor, n_act: Tensor, rand: Tensor | None) -> Tensor:
         if not self._use_cql:
             return super()._critic_actions(batch, s_act, n_act, rand)
-        sets = self.sets
+        sets = self.action_sets
         assert rand is not None
         return torch.cat(
             [batch["actions"].unsqueeze(1), rand, s_act[:, sets.state_samples], n_act[:, sets.next_samples]], dim=1
@@ -115,7 +115,7 @@ class CQLAgent(SACAgent):
     ) -> tuple[list[Tensor] | None, Tensor | None, Metrics]:
         if not self._use_cql:
             return None, None, {}
-        c, sets = self.cfg, self.sets
+        c, sets = self.cfg, self.action_sets
         lp_cur, lp_next = s_logp[:, sets.state_samples], n_logp[:, sets.next_samples]
         gaps = []
         for q in q_all:
