@@ -67,7 +67,9 @@ def run_level(method: str, k: int, args: dict[str, Any]) -> dict[str, Any]:
         p.join()
     steps = args["steps"]
     return {
-        "method": method, "jobs": k, "steps_per_job": steps,
+        "method": method,
+        "jobs": k,
+        "steps_per_job": steps,
         "total_updates_per_s": round(k * steps / wall, 1),
         "wall_ms_per_update_per_job": round(statistics.median(r["wall_s"] for r in results) / steps * 1e3, 2),
         "cpu_ms_per_update": round(statistics.median(r["cpu_s"] for r in results) / steps * 1e3, 2),
@@ -87,15 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     args = {"steps": ns.steps, "warmup": ns.warmup, "batch": ns.batch, "obs_dim": ns.obs_dim, "act_dim": ns.act_dim}
     rows = [run_level(m, k, args) for m in ns.methods for k in ns.jobs]
-    meta = {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-            "torch": torch.__version__, "loadavg_after": list(os.getloadavg()),
-            "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **args}
+    meta = {
+        "cpus": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "loadavg_after": list(os.getloadavg()),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **args,
+    }
     write_json(ns.out, {"meta": meta, "rows": rows})
     print("| method | concurrent jobs | total updates/s | wall ms/update per job | CPU ms/update |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['jobs']} | {r['total_updates_per_s']} | {r['wall_ms_per_update_per_job']} "
-              f"| {r['cpu_ms_per_update']} |")
+        print(
+            f"| {r['method']} | {r['jobs']} | {r['total_updates_per_s']} | {r['wall_ms_per_update_per_job']} "
+            f"| {r['cpu_ms_per_update']} |"
+        )
     print(f"\nwrote {ns.out} ({meta['cpus']} CPUs, load after {meta['loadavg_after'][0]:.2f})")
     return 0
 

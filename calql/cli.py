@@ -38,12 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"calql {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-v: debug)"
-    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         try:
             mod = importlib.import_module(f"calql.commands.{module}")
         except ModuleNotFoundError as exc:  # a command whose module is not in this build

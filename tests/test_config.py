@@ -65,8 +65,11 @@ def test_missing_and_invalid_files(tmp_path):
 def test_shipped_configs_validate():
     from tests.conftest import REPO
 
-    for path in [REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml",
-                 REPO / ".test" / "config" / "config.yaml"]:
+    for path in [
+        REPO / "config" / "config.yaml",
+        REPO / "config" / "paper.yaml",
+        REPO / ".test" / "config" / "config.yaml",
+    ]:
         if path.exists():
             load_config(path)
         else:

@@ -21,8 +21,25 @@ from tests.test_training import TINY_TRAIN, labeled_dataset, make_config  # noqa
 
 
 def pretrain_cmd(cfg: Path, dataset: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "calql.cli", "pretrain", "--config", str(cfg), "--task", "umaze",
-            "--method", "iql", "--seed", "0", "--dataset", str(dataset), "--run-dir", str(run_dir), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "calql.cli",
+        "pretrain",
+        "--config",
+        str(cfg),
+        "--task",
+        "umaze",
+        "--method",
+        "iql",
+        "--seed",
+        "0",
+        "--dataset",
+        str(dataset),
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
 
 
 def wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 180.0) -> None:
@@ -55,8 +72,12 @@ def test_second_process_for_the_same_run_names_the_holder_or_waits(tmp_path: Pat
         short = copy.deepcopy(train)
         short["pretrain"].update(steps=60, eval_every=30)
         (tmp_path / "short").mkdir()
-        waiter = subprocess.Popen(pretrain_cmd(make_config(tmp_path / "short", short), labeled_dataset, run_dir),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        waiter = subprocess.Popen(
+            pretrain_cmd(make_config(tmp_path / "short", short), labeled_dataset, run_dir),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(waiter.stderr), daemon=True)
         reader.start()
@@ -91,36 +112,59 @@ def test_corrupt_labeled_dataset_is_set_aside_with_the_rebuild_command(tmp_path:
     with h5py.File(data, "r+") as f:  # still a readable HDF5 file, but not the recorded arrays
         f["rewards"][0] = f["rewards"][0] + 1.0
     run_dir = tmp_path / "run"
-    res = subprocess.run(pretrain_cmd(make_config(tmp_path), data, run_dir), capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        pretrain_cmd(make_config(tmp_path), data, run_dir), capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 2
     aside = list(data.parent.glob("umaze.hdf5.corrupt-*"))
     assert not data.exists() and len(aside) == 1
-    for text in (str(data), "corrupted", f"Moved it aside to {aside[0]}", "snakemake",
-                 f"calql label --config <config> --task umaze --dataset <raw dataset> --out {data}"):
+    for text in (
+        str(data),
+        "corrupted",
+        f"Moved it aside to {aside[0]}",
+        "snakemake",
+        f"calql label --config <config> --task umaze --dataset <raw dataset> --out {data}",
+    ):
         assert text in res.stderr, (text, res.stderr)
     assert "DatasetError" in read_failure(run_dir / "pretrain")
     # a second job of the same task says where the file went
-    res = subprocess.run(pretrain_cmd(make_config(tmp_path), data, tmp_path / "run2"), capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        pretrain_cmd(make_config(tmp_path), data, tmp_path / "run2"), capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 2 and "moved it aside as corrupt" in res.stderr, res.stderr
 
 
 def test_unreadable_pretrained_checkpoint_is_set_aside_so_the_workflow_rebuilds_it(
-        tmp_path: Path, labeled_dataset: Path) -> None:
+    tmp_path: Path, labeled_dataset: Path
+) -> None:
     """Issue 12.3: a corrupted pretrain/final.pt failed every fine-tuning rerun, and Snakemake never
     rebuilt it (the file existed). Now the fine-tuning job moves it and the phase's run.json aside
     (kept), so the pre-training output is missing and the next run rebuilds it; no file is deleted
     by hand. The rebuilt checkpoint is the original one, bit for bit (a deterministic re-run)."""
     cfg = make_config(tmp_path)
     run_dir = tmp_path / "run"
-    assert subprocess.run(pretrain_cmd(cfg, labeled_dataset, run_dir), capture_output=True,
-                          timeout=300).returncode == 0
+    assert subprocess.run(pretrain_cmd(cfg, labeled_dataset, run_dir), capture_output=True, timeout=300).returncode == 0
     final = run_dir / "pretrain" / "final.pt"
     original = final.read_bytes()
     final.write_bytes(original[: len(original) // 2])  # truncated, as by a full disk
-    finetune = [sys.executable, "-m", "calql.cli", "finetune", "--config", str(cfg), "--task", "umaze",
-                "--method", "iql", "--seed", "0", "--dataset", str(labeled_dataset), "--run-dir", str(run_dir)]
+    finetune = [
+        sys.executable,
+        "-m",
+        "calql.cli",
+        "finetune",
+        "--config",
+        str(cfg),
+        "--task",
+        "umaze",
+        "--method",
+        "iql",
+        "--seed",
+        "0",
+        "--dataset",
+        str(labeled_dataset),
+        "--run-dir",
+        str(run_dir),
+    ]
     res = subprocess.run(finetune, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     aside = list(final.parent.glob("final.pt.unreadable-*"))
@@ -130,8 +174,7 @@ def test_unreadable_pretrained_checkpoint_is_set_aside_so_the_workflow_rebuilds_
     for text in (str(final), f"Moved it aside to {aside[0]}", "snakemake", "pretrain job rebuilds it"):
         assert text in res.stderr, (text, res.stderr)
     # what the workflow's rerun does: pre-training (its outputs are missing), then fine-tuning
-    assert subprocess.run(pretrain_cmd(cfg, labeled_dataset, run_dir), capture_output=True,
-                          timeout=300).returncode == 0
+    assert subprocess.run(pretrain_cmd(cfg, labeled_dataset, run_dir), capture_output=True, timeout=300).returncode == 0
     assert final.read_bytes() == original
     res = subprocess.run(finetune, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -13,7 +13,6 @@ run's metrics, timing columns aside) equal those of an uninterrupted local run o
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -54,19 +53,35 @@ def _workdir(root: Path, config: dict) -> Path:
 def _slurm_command(workdir: Path) -> list[str]:
     """The README's cluster command, with the overrides this one-node test cluster needs."""
     return [
-        "timeout", "-k", "20", str(RUN_TIMEOUT_S),
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "workflow" / "Snakefile"),
-        "--workflow-profile", str(PROFILE),
-        "--directory", str(workdir),
+        "timeout",
+        "-k",
+        "20",
+        str(RUN_TIMEOUT_S),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--workflow-profile",
+        str(PROFILE),
+        "--directory",
+        str(workdir),
         # The test cluster has no accounting database: sacct fails, so ask squeue; poll early.
-        "--slurm-status-command", "squeue",
-        "--slurm-init-seconds-before-status-checks", "2",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
         # Its only partition is `debug`; the profile's placeholders are for real sites.
-        "--default-resources", "slurm_partition=debug",
-        "--set-resources", "pretrain:slurm_partition=debug", "finetune:slurm_partition=debug",
+        "--default-resources",
+        "slurm_partition=debug",
+        "--set-resources",
+        "pretrain:slurm_partition=debug",
+        "finetune:slurm_partition=debug",
         # One retry: the cancelled job must come back through the profile's retry mechanism.
-        "--jobs", "4", "--retries", "1",
+        "--jobs",
+        "4",
+        "--retries",
+        "1",
         "all",
     ]
 
@@ -82,8 +97,7 @@ class Canceller(threading.Thread):
         self.error: str | None = None
 
     def _job_id(self) -> str | None:
-        out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True,
-                             check=False).stdout
+        out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True, check=False).stdout
         for line in out.splitlines():
             job_id, comment, state = (line.split("|") + ["", ""])[:3]
             if state == "RUNNING" and all(part in comment for part in self.comment_parts):
@@ -129,10 +143,16 @@ def test_test_config_through_slurm_survives_a_cancelled_job(tmp_path: Path) -> N
         canceller = Canceller(victim_dir, ("rule_pretrain", task, method, str(seed)))
         canceller.start()
         start = time.perf_counter()
-        result = subprocess.run(_slurm_command(workdir), cwd=REPO,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, check=False,
-                                timeout=RUN_TIMEOUT_S + 60)
+        result = subprocess.run(
+            _slurm_command(workdir),
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+            timeout=RUN_TIMEOUT_S + 60,
+        )
         wall = time.perf_counter() - start
         canceller.join(timeout=5)
     finally:
@@ -161,14 +181,31 @@ def test_test_config_through_slurm_survives_a_cancelled_job(tmp_path: Path) -> N
     # The same config, uninterrupted and local: identical scores and identical learning.
     reference = _workdir(tmp_path / "ref", config)
     local = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-         "--directory", str(reference), "--cores", "2", "all"],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, check=False, timeout=RUN_TIMEOUT_S)
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "workflow" / "Snakefile"),
+            "--directory",
+            str(reference),
+            "--cores",
+            "2",
+            "all",
+        ],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert local.returncode == 0, local.stdout[-8000:]
     ref_results = reference / config["results_dir"]
-    pd.testing.assert_frame_equal(pd.read_csv(results / "summary" / "scores.csv"),
-                                  pd.read_csv(ref_results / "summary" / "scores.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(results / "summary" / "scores.csv"), pd.read_csv(ref_results / "summary" / "scores.csv")
+    )
     for phase in ("pretrain", "finetune"):
         got = pd.read_csv(victim_dir / phase / "metrics.csv")
         want = pd.read_csv(ref_results / "runs" / task / method / f"seed{seed}" / phase / "metrics.csv")

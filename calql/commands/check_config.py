@@ -56,8 +56,10 @@ def check_file(path: Path) -> list[str]:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     n_runs = len(config["tasks"]) * len(config["methods"]) * len(config["seeds"])
-    head = (f"{path}: valid; experiment {config['experiment']!r}, {len(config['tasks'])} task(s) x "
-            f"{len(config['methods'])} method(s) x {len(config['seeds'])} seed(s) = {n_runs} runs")
+    head = (
+        f"{path}: valid; experiment {config['experiment']!r}, {len(config['tasks'])} task(s) x "
+        f"{len(config['methods'])} method(s) x {len(config['seeds'])} seed(s) = {n_runs} runs"
+    )
     return [head, *lines]
 
 
