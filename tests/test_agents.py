@@ -158,19 +158,34 @@ def test_check_finite_names_step_and_loss():
         check_finite({"a": torch.tensor(1.0), "qf1_loss": torch.tensor(float("nan"))}, step=7)
 
 
-def test_phase_switches():
+def _first_update(method: str, hparams: dict, phase: str | None, batch: dict) -> dict[str, float]:
     torch.manual_seed(0)
+    agent = make_agent(method, O, A, hparams, "cpu")
+    if phase is not None:
+        agent.set_phase(phase)
+    torch.manual_seed(1)
+    return {k: float(v) for k, v in agent.update(batch).items()}
+
+
+def test_phase_switches_change_the_update_as_configured():
+    """Online, Cal-QL with `calibrate_online: false` and `cql_min_q_weight_online: 0.5` updates
+    exactly as CQL with weight 0.5 (offline it does not: there the bound and weight 5 apply);
+    CQL with `online_use_cql: false` has no CQL term online; an unknown phase is refused."""
+    batch = make_batch()
+    batch["mc_returns"] = batch["mc_returns"] + 100.0  # far above Q: the Cal-QL bound is active
     hp = {**SMALL["calql"], "cql_min_q_weight_online": 0.5, "calibrate_online": False}
-    agent = make_agent("calql", O, A, hp, "cpu")
-    assert agent._calibrate and agent._cql_weight == 5.0
-    agent.set_phase("online")
-    assert not agent._calibrate and agent._cql_weight == 0.5
+    cql_half = _first_update("cql", {**SMALL["cql"], "cql_min_q_weight": 0.5}, None, batch)
+    online = _first_update("calql", hp, "online", batch)
+    offline = _first_update("calql", hp, None, batch)
+    shared = sorted(set(cql_half) & set(online))
+    assert "qf1_loss" in shared and "policy_loss" in shared
+    assert [online[k] for k in shared] == [cql_half[k] for k in shared]
+    assert offline["qf1_loss"] != online["qf1_loss"]
     with pytest.raises(ValueError, match="phase"):
-        agent.set_phase("finetune")
-    sac_like = make_agent("cql", O, A, {**SMALL["cql"], "online_use_cql": False}, "cpu")
-    sac_like.set_phase("online")
-    m = sac_like.update(make_batch())
-    assert "cql_qf1_diff" not in m and "qf1_loss" in m
+        make_agent("calql", O, A, hp, "cpu").set_phase("finetune")
+    no_cql = _first_update("cql", {**SMALL["cql"], "online_use_cql": False}, "online", make_batch())
+    assert "cql_qf1_diff" not in no_cql and "qf1_loss" in no_cql
+    assert "cql_qf1_diff" in _first_update("cql", SMALL["cql"], "online", make_batch())
 
 
 # ------------------------------------------------------------------- official-gradient reference

@@ -189,17 +189,3 @@ def test_duplicated_and_nan_rows_are_cleaned(tmp_path: Path, caplog: pytest.LogC
     assert list(summary.curves["env_steps"]) == [0, 100, 200]
     assert list(summary.curves["score"]) == [10, 30, 40]  # the later of the two rows at 100
     assert "duplicated" in caplog.text and "dropping 1 row" in caplog.text
-
-
-def test_schema_style_filled_defaults_are_accepted() -> None:
-    filled = {
-        "early_fraction": 0.25,
-        "n_bootstrap": 2000,
-        "ci": 0.95,
-        "seed": 0,
-        "include_incomplete": False,
-        "formats": ["png", "pdf"],
-        "dpi": 200,
-        "colors": {},
-    }
-    assert AnalysisConfig.from_section(filled) == AnalysisConfig()

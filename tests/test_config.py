@@ -8,7 +8,7 @@ import yaml
 
 from calql.config import get_task, load_config, validate_config
 from calql.errors import ConfigError
-from tests.conftest import UMAZE_TASK, write_config
+from tests.conftest import UMAZE_TASK
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,11 +74,6 @@ def test_shipped_configs_validate():
             load_config(path)
         else:
             pytest.fail(f"{path} is missing")
-
-
-def test_write_config_roundtrip(tmp_path):
-    path = write_config(tmp_path / "c.yaml")
-    assert yaml.safe_load(path.read_text())["tasks"]["umaze"]["domain"] == "pointmaze"
 
 
 def test_check_config_names_file_line_and_column_of_a_yaml_error(tmp_path: Path, caplog) -> None:

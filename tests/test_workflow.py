@@ -205,12 +205,12 @@ def test_yaml_error_names_file_line_and_column(tmp_path: Path) -> None:
     ]
 
 
-def test_test_config_dry_run() -> None:
-    config = load(TEST_CONFIG)
-    out = dry_run("--directory", str(REPO / ".test"))
-    counts = job_counts(out)
-    expected = expected_counts(config)
-    assert all(counts[rule] == n for rule, n in expected.items() if rule in counts)
+def test_test_config_dry_run(tmp_path: Path) -> None:
+    """The .test config plans the full job table (in an empty folder: no job is up to date)."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(TEST_CONFIG, tmp_path / "config" / "config.yaml")
+    out = dry_run("--directory", str(tmp_path))
+    assert job_counts(out) == Counter({**expected_counts(load(TEST_CONFIG)), "all": 1})
 
 
 def test_rule_conda_env_pins_match_the_lock() -> None:
@@ -252,19 +252,55 @@ def test_bad_config_key_fails_before_any_job(tmp_path: Path, path: tuple[str, ..
 
 
 def test_rerun_keys_ignore_unrelated_settings() -> None:
-    """Pre-training's key ignores the fine-tuning budget and analysis settings; fine-tuning's
-    key changes with its budget; the data keys ignore training."""
+    """The workflow's rerun keys (calql.rerun_keys, the rules' `key` params): settings a step does
+    not read leave its key alone, and the settings it does read change it."""
+    from calql import rerun_keys
     from calql.config import validate_config
-    from calql.training.config import phase_hash, resolve_run_config
+    from calql.training.config import resolve_all
 
-    base = validate_config(load(TEST_CONFIG))
-    changed = validate_config(load(TEST_CONFIG))
-    changed["train"]["finetune"]["env_steps"] += 100
-    changed["analysis"]["n_bootstrap"] = 10
-    for method in ("calql", "iql"):
-        a, b = resolve_run_config(base, "pointmaze-tiny", method), resolve_run_config(changed, "pointmaze-tiny", method)
-        assert phase_hash(a, "pretrain") == phase_hash(b, "pretrain")
-        assert phase_hash(a, "finetune") != phase_hash(b, "finetune")
+    def keys(config: dict) -> dict[str, str]:
+        config = validate_config(config)
+        runs = resolve_all(config)
+        out = {"analysis": rerun_keys.analysis_key(config)}
+        for task in config["tasks"]:
+            out[f"data/{task}"] = rerun_keys.data_key(config, task)
+            out[f"label/{task}"] = rerun_keys.label_key(config, task)
+        for (task, method), run in runs.items():
+            for phase in ("pretrain", "finetune"):
+                if phase == "finetune" or run.get("pretrain") is not None:
+                    out[f"{phase}/{task}/{method}"] = rerun_keys.train_key(config, run, phase)
+        return out
+
+    base = keys(load(TEST_CONFIG))
+
+    def changed_by(edit) -> set[str]:
+        config = load(TEST_CONFIG)
+        edit(config)
+        new = keys(config)
+        return {name for name in base if new[name] != base[name]}
+
+    task = next(iter(load(TEST_CONFIG)["tasks"]))
+    # settings no step reads
+    assert changed_by(lambda c: c.update(experiment="renamed", results_dir="elsewhere")) == set()
+    assert changed_by(lambda c: c.update(tracking={"uri": "http://127.0.0.1:5000"})) == set()
+    assert changed_by(lambda c: c["resources"]["default"].update(mem_mb=4000)) == set()
+    # a setting only the analysis reads
+    assert changed_by(lambda c: c["analysis"].update(n_bootstrap=10)) == {"analysis"}
+    # the fine-tuning budget: every fine-tuning job, no pre-training, no data
+    assert changed_by(lambda c: c["train"]["finetune"].update(env_steps=400)) == {
+        name for name in base if name.startswith("finetune/")
+    }
+    # the pre-training budget: pre-training, and fine-tuning that starts from it (not sac's)
+    assert changed_by(lambda c: c["train"]["pretrain"].update(steps=200)) == {
+        name
+        for name in base
+        if name.startswith("pretrain/") or (name.startswith("finetune/") and not name.endswith("/sac"))
+    }
+    # the reward transform: labels and training, not the raw dataset
+    changed = changed_by(lambda c: c["tasks"][task]["reward"].update(scale=1.0))
+    assert f"label/{task}" in changed and f"data/{task}" not in changed and "analysis" not in changed
+    # the data source: everything of the task
+    assert changed_by(lambda c: c["tasks"][task]["source"].update(seed=1)) >= {f"data/{task}"}
 
 
 # ----------------------------------------------------------------------------- slow

@@ -1,6 +1,5 @@
 # Shared helpers: config checks, paths, per-rule resources, rerun keys and the targets of `all`.
 
-import hashlib
 import json
 import os
 import re
@@ -15,8 +14,9 @@ from analysis.outputs import FIGURE_NAMES, OVERVIEW_TABLE, SUMMARY_FILES, TABLE_
 from calql.atomic import write_text
 from calql.config import validate_config
 from calql.errors import CalqlError
+from calql import rerun_keys
 from calql.runs import RunKey, runs_dir_of
-from calql.training.config import ONLINE_ONLY_METHODS, phase_hash, resolve_all
+from calql.training.config import ONLINE_ONLY_METHODS, resolve_all
 
 # ----------------------------------------------------------------------------- config
 try:
@@ -44,12 +44,6 @@ wildcard_constraints:
     task="|".join(re.escape(t) for t in TASKS),
     method="|".join(METHODS),
     seed=r"\d+",
-
-
-def _digest(obj) -> str:
-    """A short stable hash of JSON-able data (used in file names and rerun keys)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 #: The validated config (with --config overrides and defaults) that every job reads as `--config`.
@@ -127,24 +121,16 @@ log_budgets()
 
 
 def data_key(wildcards) -> str:
-    """What the raw dataset depends on: the task's domain, environment and source."""
-    task = config["tasks"][wildcards.task]
-    return _digest({k: task.get(k) for k in ("domain", "env", "source")})
+    return rerun_keys.data_key(config, wildcards.task)
 
 
 def label_key(wildcards) -> str:
-    """What the labels depend on beyond the dataset file: reward transform, discount, preprocessing."""
-    task = config["tasks"][wildcards.task]
-    return _digest({k: task.get(k) for k in ("reward", "gamma", "env", "preprocess")})
+    return rerun_keys.label_key(config, wildcards.task)
 
 
 def train_key(phase: str):
-    """Rerun key of a training phase: the task's environment plus the run config of that phase."""
-
     def key(wildcards) -> str:
-        task = config["tasks"][wildcards.task]
-        run = RUN_CONFIGS[wildcards.task, wildcards.method]
-        return _digest({"env": task["env"], "domain": task["domain"], "run": phase_hash(run, phase)})
+        return rerun_keys.train_key(config, RUN_CONFIGS[wildcards.task, wildcards.method], phase)
 
     return key
 
@@ -251,8 +237,7 @@ def summary_output(name: str):
 
 
 def analysis_key(wildcards) -> str:
-    """Rerun key of the analysis rules: the `analysis` section only."""
-    return _digest(config.get("analysis", {}))
+    return rerun_keys.analysis_key(config)
 
 
 def summary_outputs() -> list[str]:
