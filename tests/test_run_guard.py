@@ -20,12 +20,13 @@ from calql.training.guard import ERROR_NAME, LOCK_NAME, failure_record, read_fai
 from tests.test_training import TINY_TRAIN, labeled_dataset, make_config  # noqa: F401
 
 
-def pretrain_cmd(cfg: Path, dataset: Path, run_dir: Path, *extra: str) -> list[str]:
+def phase_cmd(phase: str, cfg: Path, dataset: Path, run_dir: Path, *extra: str) -> list[str]:
+    """`calql <phase>` for IQL seed 0 on the tiny U-maze task."""
     return [
         sys.executable,
         "-m",
         "calql.cli",
-        "pretrain",
+        phase,
         "--config",
         str(cfg),
         "--task",
@@ -40,6 +41,10 @@ def pretrain_cmd(cfg: Path, dataset: Path, run_dir: Path, *extra: str) -> list[s
         str(run_dir),
         *extra,
     ]
+
+
+def pretrain_cmd(cfg: Path, dataset: Path, run_dir: Path, *extra: str) -> list[str]:
+    return phase_cmd("pretrain", cfg, dataset, run_dir, *extra)
 
 
 def wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 180.0) -> None:
@@ -147,24 +152,7 @@ def test_unreadable_pretrained_checkpoint_is_set_aside_so_the_workflow_rebuilds_
     final = run_dir / "pretrain" / "final.pt"
     original = final.read_bytes()
     final.write_bytes(original[: len(original) // 2])  # truncated, as by a full disk
-    finetune = [
-        sys.executable,
-        "-m",
-        "calql.cli",
-        "finetune",
-        "--config",
-        str(cfg),
-        "--task",
-        "umaze",
-        "--method",
-        "iql",
-        "--seed",
-        "0",
-        "--dataset",
-        str(labeled_dataset),
-        "--run-dir",
-        str(run_dir),
-    ]
+    finetune = phase_cmd("finetune", cfg, labeled_dataset, run_dir)
     res = subprocess.run(finetune, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     aside = list(final.parent.glob("final.pt.unreadable-*"))
