@@ -28,6 +28,8 @@ from tests.slurm_cluster import MARKER, SlurmCluster, SlurmUnavailable
 REPO = Path(__file__).resolve().parent.parent
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
+#: This Python's Snakemake on the repository's workflow.
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
 #: Hard limit of the Snakemake run (the plugin can hang on status queries; `timeout -k` ends it).
 RUN_TIMEOUT_S = 1500
 #: The run whose pre-training job is cancelled mid-phase.
@@ -57,11 +59,7 @@ def _slurm_command(workdir: Path) -> list[str]:
         "-k",
         "20",
         str(RUN_TIMEOUT_S),
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "workflow" / "Snakefile"),
+        *SNAKEMAKE,
         "--workflow-profile",
         str(PROFILE),
         "--directory",
@@ -84,6 +82,20 @@ def _slurm_command(workdir: Path) -> list[str]:
         "1",
         "all",
     ]
+
+
+def _run_snakemake(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a Snakemake command from the repository root, one torch thread per job, output captured."""
+    return subprocess.run(
+        cmd,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
 
 
 class Canceller(threading.Thread):
@@ -143,16 +155,7 @@ def test_test_config_through_slurm_survives_a_cancelled_job(tmp_path: Path) -> N
         canceller = Canceller(victim_dir, ("rule_pretrain", task, method, str(seed)))
         canceller.start()
         start = time.perf_counter()
-        result = subprocess.run(
-            _slurm_command(workdir),
-            cwd=REPO,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            check=False,
-            timeout=RUN_TIMEOUT_S + 60,
-        )
+        result = _run_snakemake(_slurm_command(workdir), timeout=RUN_TIMEOUT_S + 60)
         wall = time.perf_counter() - start
         canceller.join(timeout=5)
     finally:
@@ -180,27 +183,7 @@ def test_test_config_through_slurm_survives_a_cancelled_job(tmp_path: Path) -> N
 
     # The same config, uninterrupted and local: identical scores and identical learning.
     reference = _workdir(tmp_path / "ref", config)
-    local = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "workflow" / "Snakefile"),
-            "--directory",
-            str(reference),
-            "--cores",
-            "2",
-            "all",
-        ],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-        timeout=RUN_TIMEOUT_S,
-    )
+    local = _run_snakemake([*SNAKEMAKE, "--directory", str(reference), "--cores", "2", "all"], timeout=RUN_TIMEOUT_S)
     assert local.returncode == 0, local.stdout[-8000:]
     ref_results = reference / config["results_dir"]
     pd.testing.assert_frame_equal(
