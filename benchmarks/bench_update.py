@@ -42,12 +42,15 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
             "cql_target_action_gap": 0.8,
         },
         "iql": {"hidden": [256, 256]},
+        # AWAC-F (spec §5.3): actor and critics 4 x 256.
+        "awac": {"actor_hidden": [256] * 4, "critic_hidden": [256] * 4},
     },
     "small": {
         "sac": {"policy_hidden": [64, 64], "critic_hidden": [64, 64]},
         "cql": {"policy_hidden": [64, 64], "critic_hidden": [64, 64], "cql_lagrange": True},
         "calql": {"policy_hidden": [64, 64], "critic_hidden": [64, 64], "cql_lagrange": True},
         "iql": {"hidden": [64, 64]},
+        "awac": {"actor_hidden": [64, 64], "critic_hidden": [64, 64]},
     },
 }
 

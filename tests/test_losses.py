@@ -173,3 +173,24 @@ def test_awr_weights_clip_and_nll():
     w = L.awr_weights(t([0.0, 1.0, -1.0]), beta=10.0, max_weight=100.0)
     assert w.tolist() == pytest.approx([1.0, 100.0, math.exp(-10.0)])
     assert L.weighted_nll(t([1.0, 2.0]), t([-1.0, -2.0])).item() == pytest.approx(2.5)
+
+
+# ---------------------------------------------------------------- AWAC
+
+
+def test_awac_advantage_min_over_critics_of_sample_means():
+    q_data = t([1.0, 2.0])
+    # critic 1 sample means [1, 1], critic 2 [3, 0] -> V = [1, 0]
+    q_policy = t([[[0.0, 2.0], [1.0, 1.0]], [[3.0, 3.0], [-1.0, 1.0]]])
+    assert L.awac_advantage(q_data, q_policy).tolist() == pytest.approx([0.0, 2.0])
+
+
+def test_softmax_weights_are_batch_normalized_and_give_awac_f_loss():
+    adv = t([0.0, math.log(3.0)])
+    assert L.softmax_weights(adv, 1.0).tolist() == pytest.approx([0.5, 1.5])  # 2 * [1/4, 3/4]
+    w = L.softmax_weights(adv, 0.5)  # exp(2 log 3) = 9 -> 2 * [0.1, 0.9]
+    assert w.tolist() == pytest.approx([0.2, 1.8])
+    log_prob = t([-1.0, -2.0])
+    # AWAC-F: -sum(softmax * log pi) = -(0.1 * -1 + 0.9 * -2) = 1.9
+    assert L.weighted_nll(w, log_prob).item() == pytest.approx(1.9)
+

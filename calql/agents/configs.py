@@ -245,3 +245,74 @@ class IQLConfig(AgentConfig):
         self._check(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)")
         self._check(self.log_std_min < self.log_std_max, "log_std_min", "< log_std_max")
         self._check(self.exploration_std is None or self.exploration_std > 0, "exploration_std", "> 0 or null")
+
+
+AWAC_WEIGHTS = ("exp", "softmax")
+
+
+@dataclass
+class AWACConfig(AgentConfig):
+    """AWAC; defaults = CORL (`algorithms/finetune/awac.py` with `configs/finetune/awac/*.yaml`, spec §5.2).
+
+    The paper's baseline is the first author's jaxrl fork (AWAC-F, `nakamotoo/jaxrl` dev_mitsuhiko,
+    `examples/configs/awac_default.py` + `run_antmaze.sh`, spec §5.3); each field names its AWAC-F
+    value. AWAC-F also uses batch 1024 and keeps the offline data in the online buffer (loop settings).
+    """
+
+    gamma: float = 0.99
+    """Discount (CORL and AWAC-F 0.99); the training stage passes the task's gamma."""
+    awac_lambda: float = 0.1
+    """Temperature lambda of the advantage weights, exp(A / lambda) (CORL yamls 0.1 for AntMaze and
+    Adroit; CORL TrainConfig default 1.0). AWAC-F `beta`: 1.0 AntMaze and Adroit, 0.3 Kitchen."""
+    advantage_weights: str = "exp"
+    """'exp' (CORL): w = min(exp(A / lambda), max_weight), loss -mean(w log pi(a|s)). 'softmax' (AWAC-F):
+    w = softmax over the batch of A / lambda, loss -sum(w log pi(a|s))."""
+    max_weight: float = 100.0
+    """Clip of the 'exp' weights (CORL `exp_adv_max`); AWAC-F's softmax weights have no clip."""
+    value_samples: int = 1
+    """Policy samples a_k ~ pi(s) in V(s) = min_j mean_k Q_j(s, a_k) (CORL 1; AWAC-F `num_samples` 1 in
+    awac_default.py, the jaxrl learner's own default 10)."""
+    actor_lr: float = 3e-4
+    """Actor Adam learning rate (CORL `learning_rate`; AWAC-F 3e-4)."""
+    critic_lr: float = 3e-4
+    """Critic Adam learning rate (CORL `learning_rate`; AWAC-F `critic_lr` 3e-4)."""
+    actor_weight_decay: float = 0.0
+    """Decoupled (AdamW) weight decay of every actor parameter, log-std included (CORL: none, plain
+    Adam; AWAC-F: optax.adamw weight_decay 1e-4, no mask)."""
+    tau: float = 5e-3
+    """Soft target update rate, every step (CORL and AWAC-F 0.005, target_update_period 1)."""
+    actor_hidden: tuple[int, ...] = (256, 256, 256)
+    """Actor MLP hidden sizes (CORL: 3 x hidden_dim 256, hard-coded; AWAC-F 4 x 256)."""
+    critic_hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden sizes of each of the twin critics (CORL 3 x 256; AWAC-F 4 x 256)."""
+    orthogonal_init: bool = False
+    """CORL: torch's default init. AWAC-F (jaxrl `default_init`): orthogonal, gain sqrt(2) for hidden
+    layers and the critic output, gain 1 for the actor mean; zero biases."""
+    tanh_mean: bool = False
+    """Actor mean = tanh(MLP(s)) (AWAC-F NormalTanhPolicy, tanh_squash_distribution=False) instead of
+    the raw MLP output (CORL). Either way the distribution is a plain Gaussian, not squashed."""
+    log_std_min: float = -20.0
+    """Lower clip of the state-independent log-std (CORL -20; AWAC-F jaxrl LOG_STD_MIN -10)."""
+    log_std_max: float = 2.0
+    """Upper clip of the log-std (CORL and AWAC-F 2)."""
+    clip_policy_samples: bool = True
+    """Clamp the policy samples of the backup and of V(s) to [-1, 1] (CORL `action.clamp_`); AWAC-F
+    uses the unclipped Gaussian samples."""
+    data_action_clip: float | None = None
+    """If set, the actor step clips the dataset actions to +-this before log pi and Q (AWAC-F
+    1 - 1e-5; CORL: no clip). The critic step always uses the dataset actions as they are."""
+
+    def validate(self) -> None:
+        self._check(0.0 < self.gamma < 1.0, "gamma", "in (0, 1)")
+        self._check(self.awac_lambda > 0, "awac_lambda", "> 0")
+        self._check(self.advantage_weights in AWAC_WEIGHTS, "advantage_weights", f"one of {AWAC_WEIGHTS}")
+        self._check(self.max_weight > 0, "max_weight", "> 0")
+        self._check(self.value_samples >= 1, "value_samples", ">= 1")
+        for name in ("actor_lr", "critic_lr"):
+            self._check(getattr(self, name) > 0, name, "> 0")
+        self._check(self.actor_weight_decay >= 0, "actor_weight_decay", ">= 0")
+        self._check(0.0 < self.tau <= 1.0, "tau", "in (0, 1]")
+        self._check(self.log_std_min < self.log_std_max, "log_std_min", "< log_std_max")
+        clip = self.data_action_clip
+        self._check(clip is None or 0.0 < clip <= 1.0, "data_action_clip", "in (0, 1] or null")
+

@@ -135,3 +135,22 @@ def awr_weights(advantage: Tensor, beta: float, max_weight: float = 100.0) -> Te
 def weighted_nll(weights: Tensor, log_prob: Tensor) -> Tensor:
     """-mean(w * log pi(a_data|s)) with constant weights (IQL actor loss)."""
     return -(weights * log_prob).mean()
+
+
+# ----------------------------------------------------------------------------- AWAC
+
+
+def awac_advantage(q_data: Tensor, q_policy: Tensor) -> Tensor:
+    """A(s, a) = Q(s, a) - V(s) with V(s) = min_j mean_k Q_j(s, a_k), a_k ~ pi(s) ([B], [J, B, K] -> [B]).
+
+    AWAC-F (jaxrl `awac/value.py`) averages each critic over the samples, then takes the min; with
+    one sample (CORL) this is min_j Q_j(s, a~pi). ``q_data`` is already min_j Q_j(s, a_data).
+    """
+    return q_data - q_policy.mean(dim=2).amin(dim=0)
+
+
+def softmax_weights(advantage: Tensor, temperature: float) -> Tensor:
+    """B * softmax_batch(A / lambda), [B] -> [B] (mean 1). AWAC-F's actor loss -sum(softmax(A / lambda)
+    log pi) is then the weighted NLL -mean(w log pi) of :func:`weighted_nll`."""
+    return torch.softmax(advantage / temperature, dim=0) * advantage.shape[0]
+

@@ -93,3 +93,43 @@ class IQLPolicy(nn.Module):
         """log N(actions; mean, exp(log_std)) summed over the action axis, [B]."""
         z = (actions - mean) * torch.exp(-log_std)
         return (-0.5 * z.square() - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+
+class GaussianPolicy(nn.Module):
+    """AWAC actor: N(mean(s), exp(log_std)) with a state-independent log-std (init 0, clipped to
+    [log_std_min, log_std_max]); not squashed; deterministic = mean.
+
+    CORL: mean = MLP(s), torch's default init. AWAC-F (jaxrl NormalTanhPolicy with
+    tanh_squash_distribution=False): mean = tanh(MLP(s)), orthogonal init with gain 1 on the output.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...],
+        tanh_mean: bool,
+        orthogonal_init: bool,
+        log_std_min: float,
+        log_std_max: float,
+    ) -> None:
+        super().__init__()
+        self.net = MLP(obs_dim, hidden, act_dim, orthogonal_init, out_gain=1.0)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.tanh_mean = tanh_mean
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, log_std), each [B, A]."""
+        mean = self.net(obs)
+        if self.tanh_mean:
+            mean = torch.tanh(mean)
+        return mean, self.log_std.clamp(self.log_std_min, self.log_std_max).expand_as(mean)
+
+    @staticmethod
+    def sample(mean: Tensor, log_std: Tensor, eps: Tensor) -> Tensor:
+        """K samples per state: mean/log_std [B, A], eps [B, K, A] -> [B, K, A] (unclipped)."""
+        return mean.unsqueeze(1) + log_std.exp().unsqueeze(1) * eps
+
+    log_prob = staticmethod(IQLPolicy.log_prob)
+
