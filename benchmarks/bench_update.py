@@ -44,6 +44,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "iql": {"hidden": [256, 256]},
         # AWAC-F (spec §5.3): actor and critics 4 x 256.
         "awac": {"actor_hidden": [256] * 4, "critic_hidden": [256] * 4},
+        # RLPD AntMaze command (RLPD-F): actor 3 x 256, 10 LayerNorm critics of 3 x 256.
+        "rlpd": {"actor_hidden": [256] * 3, "critic_hidden": [256] * 3},
     },
     "small": {
         "sac": {"policy_hidden": [64, 64], "critic_hidden": [64, 64]},
@@ -51,6 +53,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "calql": {"policy_hidden": [64, 64], "critic_hidden": [64, 64], "cql_lagrange": True},
         "iql": {"hidden": [64, 64]},
         "awac": {"actor_hidden": [64, 64], "critic_hidden": [64, 64]},
+        "rlpd": {"actor_hidden": [64, 64], "critic_hidden": [64, 64]},
     },
 }
 

@@ -194,3 +194,19 @@ def test_softmax_weights_are_batch_normalized_and_give_awac_f_loss():
     # AWAC-F: -sum(softmax * log pi) = -(0.1 * -1 + 0.9 * -2) = 1.9
     assert L.weighted_nll(w, log_prob).item() == pytest.approx(1.9)
 
+
+# ---------------------------------------------------------------- RLPD
+
+
+def test_ensemble_mse_is_the_mean_over_members():
+    q = t([[1.0, 2.0], [3.0, 4.0]])  # [E=2, B=2]
+    # squared errors against [1, 0]: [0, 4, 4, 16] -> mean 6 (a sum over members would give 12)
+    assert L.ensemble_mse(q, t([1.0, 0.0])).item() == pytest.approx(6.0)
+
+
+def test_rlpd_temperature_loss_is_on_the_temperature():
+    log_temp = torch.tensor(math.log(2.0), requires_grad=True)
+    loss = L.rlpd_temperature_loss(log_temp, t(1.0), target_entropy=-1.0)
+    assert loss.item() == pytest.approx(4.0)  # 2 * (1 - (-1))
+    loss.backward()
+    assert log_temp.grad.item() == pytest.approx(4.0)  # d/dlog T of T (H - H_t) = T (H - H_t) > 0: T shrinks

@@ -316,3 +316,65 @@ class AWACConfig(AgentConfig):
         clip = self.data_action_clip
         self._check(clip is None or 0.0 < clip <= 1.0, "data_action_clip", "in (0, 1] or null")
 
+
+@dataclass
+class RLPDConfig(AgentConfig):
+    """RLPD (`ikostrikov/rlpd`: `rlpd/agents/sac/sac_learner.py`, `configs/rlpd_config.py`) as run by
+    the first author for the paper (RLPD-F, `nakamotoo/rlpd` `scripts/run_antmaze.sh`, spec §5.3).
+
+    Loop settings that are not agent hyperparameters (RLPD-F): `utd_ratio` 20 gradient steps per env
+    step, `start_training` 5000 uniform random actions first, `offline_ratio` 0.5 (each minibatch
+    half offline, half online), batch 256, no offline pre-training (`pretrain_steps` 0).
+    """
+
+    gamma: float = 0.99
+    """Discount (RLPD `discount` 0.99); the training stage passes the task's gamma."""
+    actor_lr: float = 3e-4
+    """Actor Adam learning rate (RLPD td_config)."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critic ensemble (RLPD td_config)."""
+    temp_lr: float = 3e-4
+    """Adam learning rate of log temperature (RLPD sac_config)."""
+    tau: float = 5e-3
+    """Soft target update rate of every member, applied after every critic step (RLPD 0.005)."""
+    actor_hidden: tuple[int, ...] = (256, 256, 256)
+    """Actor MLP hidden sizes: RLPD's one `hidden_dims` for actor and critics; RLPD-F and the RLPD
+    README (AntMaze, Adroit) pass "(256, 256, 256)", td_config's default is (256, 256)."""
+    critic_hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden sizes of each ensemble member (same `hidden_dims` as the actor in RLPD)."""
+    num_qs: int = 10
+    """Critic ensemble size E (rlpd_config 10)."""
+    num_min_qs: int = 2
+    """Size M of the random subset of target critics whose min is the backup, one subset per critic
+    step for the whole batch (rlpd_config 2, RLPD-F `--config.num_min_qs=2`; the README's AntMaze
+    command 1). M = num_qs is the min over all members."""
+    critic_layer_norm: bool = True
+    """LayerNorm after every hidden Dense of the critics, before the ReLU (rlpd_config True). The
+    actor has none."""
+    backup_entropy: bool = False
+    """Subtract gamma (1 - d) temperature log pi(a'|s') in the target (RLPD-F and README AntMaze/Adroit
+    `--config.backup_entropy=False`; sac_config default True)."""
+    init_temperature: float = 1.0
+    """Initial temperature, log temperature = log(1.0) = 0 (RLPD sac_config)."""
+    target_entropy: float | None = None
+    """Entropy target of the temperature; None = -|A| / 2 (RLPD's default, not SAC's -|A|)."""
+    log_std_min: float = -20.0
+    """Lower clip of the actor's state-dependent log-std (RLPD `Normal.log_std_min`)."""
+    log_std_max: float = 2.0
+    """Upper clip of the actor's log-std (RLPD `Normal.log_std_max`)."""
+    actor_update_period: int = 20
+    """The actor and temperature are updated on every k-th call of `update`, after its critic step,
+    k = RLPD's `utd_ratio` (RLPD-F 20): RLPD does utd_ratio critic steps, then one actor and one
+    temperature step on the last minibatch; the training loop calls `update` utd_ratio times per
+    env step."""
+
+    def validate(self) -> None:
+        self._check(0.0 < self.gamma < 1.0, "gamma", "in (0, 1)")
+        for name in ("actor_lr", "critic_lr", "temp_lr"):
+            self._check(getattr(self, name) > 0, name, "> 0")
+        self._check(0.0 < self.tau <= 1.0, "tau", "in (0, 1]")
+        self._check(self.num_qs >= 1, "num_qs", ">= 1")
+        self._check(1 <= self.num_min_qs <= self.num_qs, "num_min_qs", "in [1, num_qs]")
+        self._check(self.init_temperature > 0, "init_temperature", "> 0")
+        self._check(self.log_std_min < self.log_std_max, "log_std_min", "< log_std_max")
+        self._check(self.actor_update_period >= 1, "actor_update_period", ">= 1")

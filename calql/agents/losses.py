@@ -154,3 +154,17 @@ def softmax_weights(advantage: Tensor, temperature: float) -> Tensor:
     log pi) is then the weighted NLL -mean(w log pi) of :func:`weighted_nll`."""
     return torch.softmax(advantage / temperature, dim=0) * advantage.shape[0]
 
+
+# ----------------------------------------------------------------------------- RLPD
+
+
+def ensemble_mse(q: Tensor, target: Tensor) -> Tensor:
+    """mean over members and batch of (Q_e - y)^2, [E, B] and [B] (RLPD `critic_loss`: the mean, not
+    the sum, over the ensemble)."""
+    return (q - target.unsqueeze(0)).square().mean()
+
+
+def rlpd_temperature_loss(log_temp: Tensor, entropy: Tensor, target_entropy: float) -> Tensor:
+    """temperature * (H - H_target) with temperature = exp(log_temp) and a constant entropy estimate H
+    (RLPD `update_temperature`: the loss is on the temperature, not on its log as in SAC's)."""
+    return log_temp.exp() * (entropy - target_entropy)

@@ -124,3 +124,62 @@ def soft_update(target: list[Tensor], source: list[Tensor], tau: float) -> None:
     """target <- (1 - tau) target + tau source, one fused foreach call."""
     with torch.no_grad():
         torch._foreach_lerp_(target, source, tau)
+
+
+class EnsembleCritic(nn.Module):
+    """E critics as one batched module (RLPD's vmapped `Ensemble` of `StateActionValue`):
+    obs [B, O], actions [B, K, A] -> Q [E, B, K].
+
+    Weights are stored stacked, [E, in, out], so every layer is one batched matmul over the members
+    instead of a Python loop over E critics. Per member, as RLPD's MLP with activate_final: Dense ->
+    LayerNorm (optional, eps 1e-6 as flax) -> ReLU for each hidden layer, then Dense(1); xavier-uniform
+    kernels (over the concat [s; a] first layer, split as in :class:`Critic`), zero biases, LayerNorm
+    scale 1 and offset 0.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], num_members: int, layer_norm: bool) -> None:
+        super().__init__()
+        self.num_members = num_members
+        self.layer_norm = layer_norm
+        sizes = [obs_dim + act_dim, *hidden, 1]
+
+        def kernel(fan_in: int, fan_out: int) -> nn.Parameter:
+            bound = math.sqrt(6.0 / (fan_in + fan_out))  # xavier uniform per member
+            return nn.Parameter(torch.empty(num_members, fan_in, fan_out).uniform_(-bound, bound))
+
+        first = kernel(sizes[0], sizes[1])
+        self.obs_in = nn.Parameter(first.data[:, :obs_dim].clone())
+        self.act_in = nn.Parameter(first.data[:, obs_dim:].clone())
+        self.kernels = nn.ParameterList(kernel(a, b) for a, b in zip(sizes[1:-1], sizes[2:]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(num_members, 1, b)) for b in sizes[1:])
+        if layer_norm:
+            self.norm_scales = nn.ParameterList(nn.Parameter(torch.ones(num_members, 1, h)) for h in hidden)
+            self.norm_offsets = nn.ParameterList(nn.Parameter(torch.zeros(num_members, 1, h)) for h in hidden)
+
+    def forward(
+        self, obs: Tensor, actions: Tensor, members: Tensor | None = None, detach_params: bool = False
+    ) -> Tensor:
+        """Q-values [M, B, K] of the members with indices ``members`` ([M]; None = all E).
+        ``detach_params``: gradients reach the actions only (the actor's loss)."""
+
+        def pick(p: Tensor) -> Tensor:
+            p = p if members is None else p.index_select(0, members)
+            return p.detach() if detach_params else p
+
+        b, k, a = actions.shape
+        kernels = [pick(w) for w in self.kernels]
+        biases = [pick(v) for v in self.biases]
+        # First layer W [s; a] + bias = W_s s + W_a a + bias: the state part once per state.
+        h_act = torch.matmul(actions.reshape(b * k, a), pick(self.act_in))  # [M, BK, H]
+        m = h_act.shape[0]
+        h_obs = torch.baddbmm(biases[0], obs.expand(m, -1, -1), pick(self.obs_in))  # [M, B, H]
+        h = (h_act.view(m, b, k, -1) + h_obs.unsqueeze(2)).view(m, b * k, -1)
+        for layer in range(len(kernels)):
+            if layer > 0:
+                h = torch.baddbmm(biases[layer], h, kernels[layer - 1])
+            if self.layer_norm:
+                h = F.layer_norm(h, h.shape[-1:], eps=1e-6)
+                h = torch.addcmul(pick(self.norm_offsets[layer]), h, pick(self.norm_scales[layer]))
+            h = h.relu()
+        q = torch.baddbmm(biases[-1], h, kernels[-1])  # [M, BK, 1]
+        return q.view(m, b, k)

@@ -133,3 +133,33 @@ class GaussianPolicy(nn.Module):
 
     log_prob = staticmethod(IQLPolicy.log_prob)
 
+
+class TanhNormalPolicy(nn.Module):
+    """RLPD's actor (`rlpd/distributions/tanh_normal.py`, TanhNormal over a ReLU MLP with activate_final,
+    no LayerNorm): separate Dense heads for the mean and a state-dependent log-std clipped to
+    [log_std_min, log_std_max]; a = tanh(mean + std * eps); deterministic a = tanh(mean) (its mode).
+    Every kernel xavier-uniform (RLPD `default_init`), biases zero."""
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], log_std_min: float, log_std_max: float
+    ) -> None:
+        super().__init__()
+        self.net = MLP(obs_dim, hidden, 2 * act_dim, orthogonal_init=False)
+        for layer in self.net.hidden:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        with torch.no_grad():  # two heads of act_dim outputs each: xavier bounds of [H, A], not [H, 2A]
+            for head in self.net.out.weight.chunk(2, dim=0):
+                nn.init.xavier_uniform_(head)
+            nn.init.zeros_(self.net.out.bias)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, log_std), each [B, A]."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    sample = staticmethod(TanhGaussianPolicy.sample)
+
+    def deterministic(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self(obs)[0])
