@@ -85,7 +85,7 @@ def scores_table(loaded: LoadedRuns, early_fraction: float) -> pd.DataFrame:
     """One row per expected run; ``status`` is complete / partial / missing, numbers NaN where absent."""
     rows = []
     for key in loaded.keys:
-        needed = run_phases(key.method)
+        needed = run_phases(key.method, loaded.config)
         have = {p: loaded.phases.get((key, p)) for p in needed}
         n_have = sum(frame is not None for frame in have.values())
         status = "complete" if n_have == len(needed) else ("partial" if n_have else "missing")
@@ -107,7 +107,7 @@ def aggregate(runs_dir: Path, config: dict[str, Any] | None = None, settings: An
         extra = set(RunKey.existing(runs_dir)) - set(keys)
         if extra:
             log.info("ignoring %d run folder(s) not in the config, e.g. %s", len(extra), sorted(extra, key=str)[0])
-    loaded = load_runs(runs_dir, keys, include_incomplete=settings.include_incomplete)
+    loaded = load_runs(runs_dir, keys, include_incomplete=settings.include_incomplete, config=config)
     summary = Summary(
         curves=curves_table(loaded),
         scores=scores_table(loaded, settings.early_fraction),

@@ -22,9 +22,11 @@ log = logging.getLogger("analysis")
 
 def _load(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Any]:
     from analysis.config import AnalysisConfig
+    from analysis.palette import use_config
     from calql.config import load_config
 
     config = load_config(args.config) if args.config else None
+    use_config(config)  # labels, colours and order of the config's methods and variants
     return config, AnalysisConfig.from_config(config)
 
 
@@ -160,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_aggregate,
         "Read R/runs/<task>/<method>/seed<S>/{pretrain,finetune}/metrics.csv and write "
         "summary/curves.csv, scores.csv and missing.csv, then (as `stats` does) per_task.csv and "
-        "aggregate.csv. With --config the expected runs are tasks x methods x seeds (sac without "
-        "pretrain); without it, every task x method x seed found under --runs-dir.",
+        "aggregate.csv. With --config the expected runs are tasks x methods x seeds (no pretrain "
+        "phase for methods that do not pre-train); without it, every task x method x seed found under --runs-dir.",
     )
     p.add_argument("--runs-dir", help="runs folder (default R/runs)")
     p.add_argument("--out-dir", help="summary folder (default R/summary)")

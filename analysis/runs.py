@@ -48,12 +48,12 @@ class PhaseProblem:
 
 
 def expected_runs(config: dict[str, Any]) -> list[RunKey]:
-    """Runs the config asks for: every task x method x seed."""
+    """Runs the config asks for: every task x method (variants included) x seed."""
+    from calql.agents import config_methods
+
+    methods = config_methods(config)
     return [
-        RunKey(task, method, int(seed))
-        for task in config["tasks"]
-        for method in config["methods"]
-        for seed in config["seeds"]
+        RunKey(task, method, int(seed)) for task in config["tasks"] for method in methods for seed in config["seeds"]
     ]
 
 
@@ -139,17 +139,23 @@ class LoadedRuns:
     keys: list[RunKey]
     phases: dict[tuple[RunKey, str], pd.DataFrame]
     problems: list[PhaseProblem]
+    config: dict[str, Any] | None = None
+    """The experiment config the runs come from (which methods pre-train), if known."""
 
 
-def load_runs(runs_dir: Path, keys: Iterable[RunKey], include_incomplete: bool = False) -> LoadedRuns:
-    """Load every expected phase of ``keys``; record (and log) each one that cannot be used."""
+def load_runs(
+    runs_dir: Path, keys: Iterable[RunKey], include_incomplete: bool = False, config: dict[str, Any] | None = None
+) -> LoadedRuns:
+    """Load every expected phase of ``keys``; record (and log) each one that cannot be used.
+    ``config`` tells which methods pre-train (its variants included); without it, the registry."""
     from tqdm.auto import tqdm
 
     keys = list(keys)
     phases: dict[tuple[RunKey, str], pd.DataFrame] = {}
     problems: list[PhaseProblem] = []
     for key in tqdm(keys, desc="loading runs", unit="run", disable=len(keys) < 50):
-        for phase in run_phases(key.method):
+        expected = run_phases(key.method, config)
+        for phase in expected:
             phase_dir = key.dir(runs_dir) / phase
             metrics_path = phase_dir / "metrics.csv"
 
@@ -160,7 +166,7 @@ def load_runs(runs_dir: Path, keys: Iterable[RunKey], include_incomplete: bool =
                 )
 
             if not metrics_path.exists():
-                first = run_phases(key.method)[0]
+                first = expected[0]
                 before = "" if phase == first or (key, first) in phases else f" (not started: {first} did not finish)"
                 problem(*why_unfinished(phase_dir, "missing", "no metrics.csv" + before))
                 continue
@@ -187,7 +193,7 @@ def load_runs(runs_dir: Path, keys: Iterable[RunKey], include_incomplete: bool =
             "... and %d more missing or unusable phase(s); all are listed in missing.csv",
             len(problems) - MAX_LOGGED_PROBLEMS,
         )
-    return LoadedRuns(keys, phases, problems)
+    return LoadedRuns(keys, phases, problems, config)
 
 
 def problems_frame(problems: list[PhaseProblem]) -> pd.DataFrame:

@@ -22,6 +22,9 @@ SMALL = {
     "cql": {"policy_hidden": [32, 32], "critic_hidden": [32, 32], "cql_n_actions": 4},
     "calql": {"policy_hidden": [32, 32], "critic_hidden": [32, 32], "cql_n_actions": 4},
     "iql": {"hidden": [32, 32]},
+    "hybrid": {"policy_hidden": [32, 32], "critic_hidden": [32, 32]},
+    "awac": {"actor_hidden": [32, 32], "critic_hidden": [32, 32]},
+    "rlpd": {"actor_hidden": [32, 32], "critic_hidden": [32, 32], "actor_update_period": 2},
 }
 
 
@@ -41,14 +44,16 @@ def make_batch(n: int = 64, seed: int = 0, terminal: bool = False) -> dict[str, 
 
 
 def bellman_metric(method: str) -> str:
-    return {"sac": "qf1_loss", "cql": "qf1_bellman_loss", "calql": "qf1_bellman_loss", "iql": "critic_loss"}[method]
+    return {"sac": "qf1_loss", "hybrid": "qf1_loss", "cql": "qf1_bellman_loss", "calql": "qf1_bellman_loss"}.get(
+        method, "critic_loss"
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_learns_known_target(method):
     """With terminal transitions the Bellman target is r: the critic must fit it."""
     torch.manual_seed(0)
-    hp = {**SMALL[method], "qf_lr" if method != "iql" else "critic_lr": 1e-3}
+    hp = {**SMALL[method], "qf_lr" if "qf_lr" in hparam_names(method) else "critic_lr": 1e-3}
     if method in ("cql", "calql"):
         hp["cql_min_q_weight"] = 1.0  # a weaker penalty so that the Bellman error can reach ~0
     agent = make_agent(method, O, A, hp, "cpu")
@@ -130,7 +135,7 @@ def test_unknown_hyperparameter_is_a_config_error_with_suggestion():
         make_agent("calql", O, A, {"cql_min_q_weigth": 5.0}, "cpu")
     with pytest.raises(ConfigError, match="expectile"):
         make_agent("iql", O, A, {"expectile": 1.5}, "cpu")
-    with pytest.raises(ConfigError, match="unknown method 'calq'.*calql"):
+    with pytest.raises(ConfigError, match="unknown algorithm 'calq'.*calql"):
         make_agent("calq", O, A, {}, "cpu")
     with pytest.raises(ConfigError, match="critic_hidden"):
         make_agent("sac", O, A, {"critic_hidden": [0]}, "cpu")

@@ -14,9 +14,9 @@ import yaml
 
 from analysis.aggregate import aggregate, write_summary
 from analysis.config import AnalysisConfig
-from analysis.synthetic import write_phase, write_study
 from calql.config import load_config, validate_config
 from calql.errors import CalqlError, ConfigError
+from tests.synthetic_study import write_phase, write_study
 
 TASKS = ("taskA", "taskB")
 METHODS = ("calql", "cql", "sac")

@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from analysis.cli import main
-from analysis.palette import FALLBACK_COLORS, METHOD_COLORS, method_color, order_methods
+from analysis.palette import FALLBACK_COLORS, method_color, method_label, order_methods, use_config
 from analysis.plots import FIGURES
 from analysis.stats import METRICS
-from analysis.synthetic import write_study
 from analysis.tables import TABLES, TableSpec, latex_table, markdown_table, overview_markdown
+from calql.agents import ALGORITHMS
+from tests.synthetic_study import write_study
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -141,11 +142,30 @@ def test_ties_are_all_bold() -> None:
     assert md.count("**100.0 ± 0.0**") == 2
 
 
-def test_palette_fixed_and_fallback() -> None:
-    assert method_color("calql") == METHOD_COLORS["calql"]
-    assert method_color("awac") in FALLBACK_COLORS and method_color("awac") == method_color("awac")
+def test_palette_from_registry_and_config_variants() -> None:
+    use_config(None)
+    assert method_color("calql") == ALGORITHMS["calql"].color and method_label("calql") == ALGORITHMS["calql"].label
+    assert method_color("zeta") in FALLBACK_COLORS and method_color("zeta") == method_color("zeta")
+    assert method_label("zeta") == "zeta"
     assert method_color("calql", {"calql": "red"}) == "red"
-    assert order_methods(["sac", "zeta", "calql", "awac"]) == ["calql", "sac", "awac", "zeta"]
+    assert order_methods(["sac", "zeta", "calql", "iql"]) == ["calql", "iql", "sac", "zeta"]
+    variant = {"algo": "calql", "overrides": {"calibrate_online": False}, "label": "Cal-QL (no online bound)"}
+    use_config({"methods": ["cql", {"calql-corl": {**variant, "color": "#123456"}}, "calql"]})
+    try:
+        assert method_label("calql-corl") == "Cal-QL (no online bound)" and method_color("calql-corl") == "#123456"
+        # the config's order first, then the registry's, then the rest alphabetically
+        assert order_methods(["zeta", "calql", "calql-corl", "sac", "cql"]) == [
+            "cql",
+            "calql-corl",
+            "calql",
+            "sac",
+            "zeta",
+        ]
+        use_config({"methods": [{"calql-corl": variant}]})
+        assert method_label("calql-corl") == "Cal-QL (no online bound)"
+        assert method_color("calql-corl") in FALLBACK_COLORS  # a variant without a colour gets its own
+    finally:
+        use_config(None)
 
 
 def test_cli_help_and_errors(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from calql.agents import config_methods
 from calql.cli import main
 from calql.config import RewardSpec, TaskSpec, get_task, load_config
 from calql.data.format import Dataset, save_dataset
@@ -554,7 +555,7 @@ def test_every_paper_task_pins_score_kind_and_references() -> None:
     config = load_config(REPO / "config" / "paper.yaml")
     kinds = {"antmaze": ("return", 0.0, 1.0), "kitchen": ("last_reward", 0.0, 4.0), "adroit": ("success", 0.0, 1.0)}
     for name, task in config["tasks"].items():
-        for method in config["methods"]:
+        for method in config_methods(config):
             run = resolve_run_config(config, name, method)
             assert (run["score"], run["ref_min"], run["ref_max"]) == kinds[task["domain"]], (name, method)
             if task["domain"] == "adroit" and method == "iql":

@@ -14,9 +14,9 @@ import yaml
 import analysis.plots
 from analysis.cli import main
 from analysis.partial import partial_note
-from analysis.synthetic import write_study
 from calql.runs import RunKey
 from calql.training.guard import failure_record
+from tests.synthetic_study import write_study
 
 TASKS, METHODS, SEEDS = ("taskA",), ("calql", "iql", "sac"), (0, 1)
 

@@ -29,7 +29,7 @@ def _same_agent(a: Path, b: Path) -> None:
         assert torch.equal(tensor, sb["tensors"][name]), name
 
 
-@pytest.mark.parametrize("method", ["calql", "iql"])
+@pytest.mark.parametrize("method", ["calql", "iql", "awac"])
 def test_pretrain_and_finetune_resume_exactly(tmp_path: Path, labeled_dataset: Path, method: str) -> None:
     from calql.training.finetune import run_finetune
     from calql.training.pretrain import run_pretrain
@@ -62,17 +62,24 @@ def test_pretrain_and_finetune_resume_exactly(tmp_path: Path, labeled_dataset: P
     _same_agent(crash / "finetune/final.pt", ref / "finetune/final.pt")
 
 
-def test_sac_finetune_resumes_exactly(tmp_path: Path, labeled_dataset: Path) -> None:
+@pytest.mark.parametrize("method", ["sac", "hybrid", "rlpd"])
+def test_online_only_finetune_resumes_exactly(tmp_path: Path, labeled_dataset: Path, method: str) -> None:
+    """Methods without pre-training; RLPD also crosses from its uniform random episodes
+    (`random_steps`, 100 in the PointMaze preset) to training, with a UTD above 1."""
     from calql.training.finetune import run_finetune
 
     cfg = load_config(make_config(tmp_path))
-    run_finetune(cfg, "umaze", "sac", 1, labeled_dataset, tmp_path / "ref", progress=False)
+    if method == "rlpd":
+        cfg["train"]["overrides"] = {"rlpd": {"actor_update_period": 2}}
+        cfg["train"]["finetune"]["utd_ratio"] = 2.0
+    run_finetune(cfg, "umaze", method, 1, labeled_dataset, tmp_path / "ref", progress=False)
     with pytest.raises(StopRequested):
-        run_finetune(cfg, "umaze", "sac", 1, labeled_dataset, tmp_path / "crash", progress=False, stop_after=150)
-    run_finetune(cfg, "umaze", "sac", 1, labeled_dataset, tmp_path / "crash", progress=False)
+        run_finetune(cfg, "umaze", method, 1, labeled_dataset, tmp_path / "crash", progress=False, stop_after=150)
+    run_finetune(cfg, "umaze", method, 1, labeled_dataset, tmp_path / "crash", progress=False)
     assert metrics_without_timing(tmp_path / "crash/finetune/metrics.csv") == metrics_without_timing(
         tmp_path / "ref/finetune/metrics.csv"
     )
+    _same_agent(tmp_path / "crash/finetune/final.pt", tmp_path / "ref/finetune/final.pt")
 
 
 def test_other_seed_gives_other_numbers(tmp_path: Path, labeled_dataset: Path) -> None:

@@ -264,7 +264,7 @@ def test_score_spec() -> None:
 # ---------------------------------------------------------------------------- real training
 
 
-@pytest.mark.parametrize("method", ["calql", "cql", "iql"])
+@pytest.mark.parametrize("method", ["calql", "cql", "iql", "awac"])
 def test_pretrain_learns_and_writes_outputs(tmp_path: Path, labeled_dataset: Path, method: str) -> None:
     from calql.training.pretrain import run_pretrain
 
@@ -290,15 +290,23 @@ def test_pretrain_learns_and_writes_outputs(tmp_path: Path, labeled_dataset: Pat
     assert (out / "final.pt").exists() and not (out / "checkpoints" / "last.pt").exists()
 
 
-def test_sac_critic_fits_the_dataset(labeled_dataset: Path) -> None:
-    """SAC has no pre-training phase; its learning check uses the same batches directly."""
+@pytest.mark.parametrize(
+    ("method", "hparams"),
+    [
+        ("sac", {"policy_hidden": [64, 64], "critic_hidden": [64, 64]}),
+        ("rlpd", {"actor_hidden": [64, 64], "critic_hidden": [64, 64], "actor_update_period": 2}),
+    ],
+)
+def test_online_only_critic_fits_the_dataset(labeled_dataset: Path, method: str, hparams: dict) -> None:
+    """SAC (and Hybrid RL, the same agent) and RLPD have no pre-training phase; their learning
+    check uses the same batches directly."""
     from calql.agents import make_agent
     from calql.data.format import load_dataset
 
     torch.manual_seed(0)
     rw = RewardSpec(scale=10.0, bias=-5.0, sparse=True)
     data = OfflineData(training_arrays(load_dataset(labeled_dataset), rw, 0.99, rw), torch.device("cpu"))
-    agent = make_agent("sac", 4, 2, {"policy_hidden": [64, 64], "critic_hidden": [64, 64]}, "cpu")
+    agent = make_agent(method, 4, 2, hparams, "cpu")
     rng = np.random.default_rng(0)
     losses = [float(agent.update(data.sample(64, rng))["critic_loss"]) for _ in range(300)]
     assert np.mean(losses[-100:]) < 0.7 * np.mean(losses[:100])

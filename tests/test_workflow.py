@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from calql.agents import config_methods
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -59,11 +61,11 @@ def load(path: Path) -> dict:
 
 def expected_counts(config: dict) -> dict[str, int]:
     tasks, seeds = len(config["tasks"]), len(config["seeds"])
-    methods = config["methods"]
+    methods = config_methods(config)  # algorithms by name and named variants
     return {
         "dataset": tasks,
         "label": tasks,
-        "pretrain": tasks * len([m for m in methods if m != "sac"]) * seeds,
+        "pretrain": tasks * len([m for m in methods.values() if m.pretrains]) * seeds,
         "finetune": tasks * len(methods) * seeds,
         "track": 1,
         "aggregate": 1,
@@ -160,6 +162,12 @@ def test_paper_config_dry_runs_without_data(tmp_path: Path) -> None:
         str(REPO / "workflow" / "profiles" / "slurm"),
     )
     assert job_counts(out) == Counter({**expected_counts(config), "all": 1})
+    # the paper's baselines, RLPD and the CORL ablation of Cal-QL, as named in the config
+    methods = config_methods(config)
+    assert {"calql", "cql", "iql", "awac", "sac", "hybrid", "rlpd", "calql-corl"} == set(methods)
+    assert methods["calql-corl"].overrides == {"calibrate_online": False}
+    assert "runs/antmaze-large-diverse/calql-corl/seed3/pretrain/final.pt" in out
+    assert "runs/antmaze-large-diverse/rlpd/seed3/pretrain" not in out
 
 
 def test_given_configfile_replaces_the_default(tmp_path: Path) -> None:
@@ -177,7 +185,7 @@ def test_given_configfile_replaces_the_default(tmp_path: Path) -> None:
     counts = job_counts(out)
     assert (counts["dataset"], counts["pretrain"], counts["finetune"]) == (n_tasks, n_pretrain, n_finetune), counts
     assert "pointmaze" not in out
-    budgets = dict(re.findall(r"budget of (\S+): calql, cql, iql: pretrain ([\d,]+) gradient steps", out))
+    budgets = dict(re.findall(r"budget of (\S+): calql, cql, iql[^:]*: pretrain ([\d,]+) gradient steps", out))
     assert budgets["antmaze-large-diverse"] == "1,000,000", budgets
     assert len(budgets) == n_tasks
 

@@ -1,8 +1,9 @@
-"""The methods: Cal-QL, CQL, IQL and SAC agents behind one contract (docs/design.md).
+"""The algorithms: agents behind one contract (docs/design.md), in one registry (``registry.py``).
 
-``make_agent(method, obs_dim, act_dim, hparams, device)`` builds an agent from a dict of
-hyperparameters (unknown keys raise ConfigError); ``config_class(method)`` gives the method's
-dataclass (defaults = official code) and ``hparam_names(method)`` its keys. Loss math lives in
+``make_agent(algorithm, obs_dim, act_dim, hparams, device)`` builds an agent from a dict of
+hyperparameters (unknown keys raise ConfigError); ``config_class(algorithm)`` gives the
+algorithm's dataclass (defaults = official code) and ``hparam_names(algorithm)`` its keys. The
+built-in algorithms are registered at the end of this module, each with its source. Loss math lives in
 ``calql.agents.losses``; call ``torch.manual_seed(seed)`` before ``make_agent`` for
 reproducibility (the agent seeds its own generator from the global RNG and checkpoints it).
 
@@ -18,31 +19,34 @@ from typing import Any
 
 import torch
 
+from calql.agents.awac import AWACAgent
 from calql.agents.base import Agent
 from calql.agents.calql import CalQLAgent
-from calql.agents.configs import AgentConfig, CalQLConfig, CQLConfig, IQLConfig, SACConfig
+from calql.agents.configs import AgentConfig, AWACConfig, CalQLConfig, CQLConfig, IQLConfig, RLPDConfig, SACConfig
 from calql.agents.cql import CQLAgent
 from calql.agents.iql import IQLAgent
 from calql.agents.numerics import check_finite
+from calql.agents.registry import (
+    ALGORITHMS,
+    Algorithm,
+    Method,
+    algorithm_names,
+    config_methods,
+    get_algorithm,
+    get_method,
+    register,
+    unregister,
+)
+from calql.agents.rlpd import RLPDAgent
 from calql.agents.sac import SACAgent
-from calql.errors import CheckpointError, ConfigError, suggest
-
-AGENTS: dict[str, type[Agent]] = {"sac": SACAgent, "cql": CQLAgent, "calql": CalQLAgent, "iql": IQLAgent}
-CONFIGS: dict[str, type[AgentConfig]] = {"sac": SACConfig, "cql": CQLConfig, "calql": CalQLConfig, "iql": IQLConfig}
-METHODS: tuple[str, ...] = tuple(AGENTS)
+from calql.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
 
-def _check_method(method: str) -> None:
-    if method not in AGENTS:
-        raise ConfigError(f"unknown method '{method}' (choose from: {', '.join(METHODS)}).{suggest(method, METHODS)}")
-
-
 def config_class(method: str) -> type[AgentConfig]:
-    """The hyperparameter dataclass of ``method``."""
-    _check_method(method)
-    return CONFIGS[method]
+    """The hyperparameter dataclass of algorithm ``method``."""
+    return get_algorithm(method).config
 
 
 def hparam_names(method: str) -> list[str]:
@@ -59,8 +63,9 @@ def make_agent(
     method: str, obs_dim: int, act_dim: int, hparams: dict[str, Any] | None, device: str | torch.device = "cpu"
 ) -> Agent:
     """Build the agent of ``method`` from ``hparams`` (missing keys take the defaults)."""
-    cfg = config_class(method).from_dict(hparams)
-    agent = AGENTS[method](obs_dim, act_dim, cfg, device)  # type: ignore[arg-type]
+    algorithm = get_algorithm(method)
+    cfg = algorithm.config.from_dict(hparams)
+    agent = algorithm.agent(obs_dim, act_dim, cfg, device)
     log.info(
         "built %s agent: obs %d, act %d, device %s, hyperparameters %s",
         method,
@@ -83,11 +88,67 @@ def agent_from_state_dict(state: dict[str, Any], device: str | torch.device = "c
     return agent
 
 
+# ----------------------------------------------------------------------------- built-in algorithms
+# Colours: Okabe-Ito (colour-blind safe); the proposed method stands out, the from-scratch
+# reference is grey.
+register(
+    Algorithm(
+        "calql", CalQLAgent, CalQLConfig, "Cal-QL", "#D55E00", pretrains=True, offline_data_online=True,
+        source="Nakamoto et al. 2023; official code nakamotoo/Cal-QL (spec §1, §3)",
+    )
+)  # fmt: skip
+register(
+    Algorithm(
+        "cql", CQLAgent, CQLConfig, "CQL", "#0072B2", pretrains=True, offline_data_online=True,
+        source="Kumar et al. 2020; the official Cal-QL code with enable_calql=False (spec §1.3)",
+    )
+)  # fmt: skip
+register(
+    Algorithm(
+        "iql", IQLAgent, IQLConfig, "IQL", "#009E73", pretrains=True, offline_data_online=True,
+        source="Kostrikov et al. 2021; the first author's fork nakamotoo/implicit_q_learning (spec §5.3)",
+    )
+)  # fmt: skip
+register(
+    Algorithm(
+        "sac", SACAgent, SACConfig, "SAC (scratch)", "#7F7F7F", pretrains=False, offline_data_online=False,
+        source="Haarnoja et al. 2018; the official Cal-QL code with use_cql=False (spec §3)",
+    )
+)  # fmt: skip
+register(
+    Algorithm(
+        "hybrid", SACAgent, SACConfig, "Hybrid RL", "#E69F00", pretrains=False, offline_data_online=True,
+        source="Song et al. 2023 (Hy-Q) as the Cal-QL paper runs it: SAC from scratch on 50/50 offline/online batches",
+    )
+)  # fmt: skip
+register(
+    Algorithm(
+        "awac", AWACAgent, AWACConfig, "AWAC", "#CC79A7", pretrains=True, offline_data_online=True,
+        source="Nair et al. 2020; CORL finetune/awac.py defaults, the first author's nakamotoo/jaxrl (AWAC-F) in the presets",
+    )
+)  # fmt: skip
+register(
+    Algorithm(
+        "rlpd", RLPDAgent, RLPDConfig, "RLPD", "#56B4E9", pretrains=False, offline_data_online=True,
+        source="Ball et al. 2023; ikostrikov/rlpd with the first author's nakamotoo/rlpd settings (RLPD-F)",
+    )
+)  # fmt: skip
+
+#: Names of the built-in algorithms (the registry may hold more: ``algorithm_names()``).
+METHODS: tuple[str, ...] = tuple(ALGORITHMS)
+
 __all__ = [
     "agent_from_state_dict",
-    "AGENTS",
-    "CONFIGS",
+    "ALGORITHMS",
+    "Algorithm",
     "METHODS",
+    "Method",
+    "algorithm_names",
+    "config_methods",
+    "get_algorithm",
+    "get_method",
+    "register",
+    "unregister",
     "Agent",
     "AgentConfig",
     "CQLAgent",

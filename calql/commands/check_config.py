@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from calql.agents import config_methods
 from calql.config import read_config_file, validate_config
 from calql.errors import ConfigError
 from calql.training.config import resolve_all
@@ -55,7 +56,7 @@ def check_file(path: Path) -> list[str]:
         lines = budget_lines(config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    n_runs = len(config["tasks"]) * len(config["methods"]) * len(config["seeds"])
+    n_runs = len(config["tasks"]) * len(config_methods(config)) * len(config["seeds"])
     head = (
         f"{path}: valid; experiment {config['experiment']!r}, {len(config['tasks'])} task(s) x "
         f"{len(config['methods'])} method(s) x {len(config['seeds'])} seed(s) = {n_runs} runs"

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Fine-tune online as the official Cal-QL loop: one stochastic episode, labeled with "
             "MC returns like the offline data, into a FIFO buffer; then episode-length x UTD "
-            "gradient steps on batches mixing offline and online data (mixing_ratio; 0 for sac). "
+            "gradient steps on batches mixing offline and online data (mixing_ratio; 0 for SAC from scratch). "
             "Evaluates at env step 0, after each eval_every_env_steps and at the end; writes "
             "RUN/finetune/metrics.csv, checkpoints at episode ends (rerunning resumes exactly), "
             "and final.pt + run.json when done."
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--init",
         type=Path,
         default=None,
-        help="pre-trained checkpoint (default RUN/pretrain/final.pt; not allowed for sac)",
+        help="pre-trained checkpoint (default RUN/pretrain/final.pt; not allowed for methods without pre-training)",
     )
     p.set_defaults(func=run)
 

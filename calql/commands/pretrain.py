@@ -18,7 +18,11 @@ log = logging.getLogger(__name__)
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """Arguments shared by ``pretrain`` and ``finetune``."""
     add_config_args(p)
-    p.add_argument("--method", required=True, choices=["calql", "cql", "iql", "sac"], help="method to train")
+    p.add_argument(
+        "--method",
+        required=True,
+        help="method to train: a method of the config's `methods` (a registered algorithm or a named variant)",
+    )
     p.add_argument("--seed", required=True, type=int, help="run seed (network init, sampling, episodes)")
     p.add_argument("--dataset", required=True, type=Path, help="labeled dataset from `calql label`")
     p.add_argument(

@@ -25,6 +25,7 @@ from calql.tracking.store import (
     flatten,
     row_metrics,
     run_key,
+    run_tags,
     set_quiet_http,
 )
 
@@ -58,9 +59,7 @@ class LiveRun:
                 tags = {
                     TAG_KEY: key,
                     TAG_SOURCE: "live",
-                    "task": run_config["task"],
-                    "method": run_config["method"],
-                    "seed": str(seed),
+                    **run_tags(run_config, seed),
                 }
                 self.run_id = self.client.create_run(exp, tags=tags, run_name=key.replace("/", "-")).info.run_id
                 params = flatten(run_config)

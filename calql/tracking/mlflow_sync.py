@@ -29,6 +29,7 @@ from calql.tracking.store import (
     flatten,
     row_metrics,
     run_key,
+    run_tags,
     store_lock,
 )
 from calql.training.config import PHASES
@@ -118,18 +119,13 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
 
     phases = [p for p in PHASES if p in rf.phases]
     last = rf.records[phases[-1]]
+    run_config = last.get("config") or {}
     tags = {
         TAG_KEY: rf.key,
         TAG_SOURCE: "import",
         TAG_SIGNATURE: rf.signature(),
-        "task": rf.task,
-        "method": rf.method,
-        "seed": str(rf.seed),
+        **run_tags({"task": rf.task, "method": rf.method, **run_config}, rf.seed),
         "phases": ",".join(phases),
-        # For grouping in the runs table. Every method is its own algorithm until named variants
-        # (one algorithm, several settings) exist.
-        "algorithm": rf.method,
-        "variant": rf.method,
         "git_commit": str(last.get("git_commit")),
         "config_hash": str(last.get("run_config_hash")),
         "mlflow.runName": rf.key.replace("/", "-"),
@@ -141,7 +137,7 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
     run = client.create_run(exp_id, start_time=_phase_start_ms(rf.phases[first], rf.records[first]), tags=tags)
     run_id = run.info.run_id
     client.log_inputs(run_id, datasets=[_dataset_input(rf.task, last)])
-    params = flatten(last.get("config") or {})
+    params = flatten(run_config)
     items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
     for i in range(0, len(items), 100):
         client.log_batch(run_id, params=items[i : i + 100])

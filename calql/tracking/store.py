@@ -9,6 +9,7 @@ re-importing never duplicates runs. Metric names are namespaced by phase (``pret
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,21 @@ def artifact_location(config: dict[str, Any], uri: str) -> str | None:
 def run_key(task: str, method: str, seed: int) -> str:
     """The MLflow run key of a run: its folder name under the runs folder."""
     return RunKey(task, method, int(seed)).name
+
+
+def run_tags(run_config: dict[str, Any], seed: int) -> dict[str, str]:
+    """Tags to group the runs table by: task, method, seed, and the algorithm and variant. A named
+    variant (e.g. calql-corl) runs an algorithm (calql) with overrides; a method listed by name
+    is its own algorithm, without overrides (``calql.agents.registry``)."""
+    method = str(run_config["method"])
+    return {
+        "task": str(run_config["task"]),
+        "method": method,
+        "seed": str(seed),
+        "algorithm": str(run_config.get("algorithm", method)),
+        "variant": method,
+        "variant_overrides": json.dumps(run_config.get("variant") or {}, sort_keys=True),
+    }
 
 
 def client_for(uri: str) -> MlflowClient:

@@ -129,10 +129,21 @@ class OnlineBuffer:
 
 
 def mixed_batch(
-    offline: OfflineData | None, online: OnlineBuffer, batch_size: int, mixing_ratio: float, rng: np.random.Generator
+    offline: OfflineData | None,
+    online: OnlineBuffer,
+    batch_size: int,
+    mixing_ratio: float | None,
+    rng: np.random.Generator,
 ) -> Batch:
-    """``int(batch_size * mixing_ratio)`` offline rows then the rest online (official order)."""
-    n_off = int(batch_size * mixing_ratio) if offline is not None else 0
+    """``int(batch_size * mixing_ratio)`` offline rows then the rest online (official order).
+
+    ``mixing_ratio=None`` pools the two: rows are drawn uniformly from the offline data and the
+    online buffer together, as when online data are appended to the offline replay buffer (AWAC-F),
+    so the offline share falls as the online buffer grows."""
+    if offline is not None and mixing_ratio is None:
+        n_off = int((rng.integers(0, offline.size + online.size, size=batch_size) < offline.size).sum())
+    else:
+        n_off = int(batch_size * (mixing_ratio or 0.0)) if offline is not None else 0
     n_on = batch_size - n_off
     if n_off == 0:
         return online.sample(n_on, rng)

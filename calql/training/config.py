@@ -24,21 +24,27 @@ from calql.errors import CalqlError, ConfigError, suggest
 from calql.provenance import config_hash
 from calql.training.presets import BASE_TRAIN, get_preset
 
-METHODS = ("calql", "cql", "iql", "sac")
-#: Methods that have an offline pre-training phase.
-OFFLINE_METHODS = ("calql", "cql", "iql")
-#: Methods trained online only: no pre-training phase and no offline data (SAC from scratch).
-ONLINE_ONLY_METHODS = tuple(m for m in METHODS if m not in OFFLINE_METHODS)
 #: The phases of a run, in order; each has its own folder RUN/<phase>/.
 PHASES = ("pretrain", "finetune")
 
 
-def run_phases(method: str) -> tuple[str, ...]:
-    """Phases a run of ``method`` has (methods this package does not know are assumed to pre-train)."""
-    return ("finetune",) if method in ONLINE_ONLY_METHODS else PHASES
+def run_phases(method: str, config: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """Phases a run of ``method`` (a method of ``config``, else a registered algorithm) has.
+    A name neither knows (e.g. runs of an algorithm registered in another process) is assumed
+    to pre-train."""
+    from calql.agents import get_method
+
+    try:
+        pretrains = get_method(config or {}, method).pretrains
+    except ConfigError:
+        return PHASES
+    return PHASES if pretrains else ("finetune",)
 
 
 SCORE_MODES = ("return", "success", "last_reward")
+#: Fine-tuning budget keys added after runs existed: recorded in a run config only when not at
+#: their default, so older run folders keep their config hash.
+_RECORDED_WHEN_USED: dict[str, Any] = {"random_steps": 0, "pool_offline": False}
 #: Keys of a method's override block that are not agent hyperparameters.
 _REWARD_KEY = "reward"
 _REWARD_FIELDS = ("scale", "bias")
@@ -64,26 +70,26 @@ def _merge_hparams(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def agent_hparams(method: str, values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Validate ``values`` with the method's hyperparameter dataclass; return all fields (defaults filled)."""
+def agent_hparams(algorithm: str, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Validate ``values`` with the algorithm's hyperparameter dataclass; return all fields (defaults filled)."""
     try:
-        obj = hparams_class(method).from_dict(values)
+        obj = hparams_class(algorithm).from_dict(values)
     except CalqlError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
     except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{where}: invalid hyperparameters for '{method}': {exc}") from exc
+        raise ConfigError(f"{where}: invalid hyperparameters for '{algorithm}': {exc}") from exc
     return json_safe(obj.to_dict())
 
 
-def hparams_class(method: str) -> type:
-    """The agent's hyperparameter dataclass of ``method``."""
+def hparams_class(algorithm: str) -> type:
+    """The agent's hyperparameter dataclass of ``algorithm``."""
     from calql.agents import config_class
 
-    return config_class(method)
+    return config_class(algorithm)
 
 
-def hparam_fields(method: str) -> set[str]:
-    return {f.name for f in dataclasses.fields(hparams_class(method))}
+def hparam_fields(algorithm: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(hparams_class(algorithm))}
 
 
 def json_safe(obj: Any) -> Any:
@@ -110,6 +116,7 @@ def _check_budgets(run: dict[str, Any], where: str) -> None:
             "finetune",
             (
                 "env_steps",
+                "random_steps",
                 "batch_size",
                 "eval_every_env_steps",
                 "eval_episodes",
@@ -120,7 +127,11 @@ def _check_budgets(run: dict[str, Any], where: str) -> None:
     ):
         for key in keys:
             value = run[phase][key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "steps" else 1):
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < (0 if key in ("steps", "random_steps") else 1)
+            ):
                 raise ConfigError(f"{where}.{phase}.{key} must be a positive integer, got {value!r}")
     if float(ft["utd_ratio"]) <= 0:
         raise ConfigError(f"{where}.finetune.utd_ratio must be > 0, got {ft['utd_ratio']}")
@@ -130,18 +141,22 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
     """The fully resolved, JSON-serialisable configuration of one (task, method) run.
 
     Seeds are not part of it: every seed of a (task, method) shares this config and its hash.
+    ``method`` is a method of the config's ``methods`` (an algorithm or a named variant of one).
+    Presets are per algorithm, so a variant starts from its algorithm's preset.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown method '{method}' (known: {', '.join(METHODS)}).{suggest(method, METHODS)}")
+    from calql.agents import get_method
+
+    spec = get_method(config, method)
+    algo = spec.algorithm.name
     task = get_task(config, task_name)
     train_cfg: dict[str, Any] = config.get("train", {}) or {}
     preset_name = task.preset or task.domain
     preset = get_preset(preset_name)
-    method_preset = preset["methods"].get(method, {})
+    method_preset = preset["methods"].get(algo, {})
 
     # --- budgets: base < preset < preset's method block < config < config per task
     budgets = _merge(BASE_TRAIN, preset.get("train", {}), f"presets.{preset_name}.train")
-    budgets = _merge(budgets, method_preset.get("train", {}), f"presets.{preset_name}.methods.{method}.train")
+    budgets = _merge(budgets, method_preset.get("train", {}), f"presets.{preset_name}.methods.{algo}.train")
     top_level = {k: train_cfg[k] for k in ("pretrain", "finetune", "score") if k in train_cfg}
     budgets = _merge(budgets, top_level, "train")
     per_task_all = train_cfg.get("per_task", {}) or {}
@@ -158,30 +173,38 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
         f"train.per_task.{task_name}",
     )
 
-    # --- hyperparameters and reward transform: preset < overrides.<method> < per_task overrides
+    # --- hyperparameters and reward transform, later wins: the algorithm's preset, then for each
+    # of train.overrides and train.per_task.<task>.overrides its block for the algorithm; the
+    # variant's own overrides; then each layer's block for the variant by name.
     hparams = dict(method_preset.get("hparams", {}))
     reward_over: dict[str, float] = dict(method_preset.get(_REWARD_KEY, {}))
     layers = [
         ("train.overrides", train_cfg.get("overrides", {}) or {}),
         (f"train.per_task.{task_name}.overrides", per_task.get("overrides", {}) or {}),
     ]
+    known = _override_names(config)
     for where, layer in layers:
         for name in layer:
-            if name not in METHODS:
+            if name not in known:
                 raise ConfigError(
-                    f"{where} names unknown method '{name}' (known: {', '.join(METHODS)}).{suggest(name, METHODS)}"
+                    f"{where} names unknown method '{name}' (known: {', '.join(known)}).{suggest(name, known)}"
                 )
-        block = dict(layer.get(method, {}) or {})
+    blocks = [(f"{where}.{algo}", layer.get(algo)) for where, layer in layers]
+    if spec.is_variant:
+        blocks.append((f"methods.{method}.overrides", spec.overrides))
+        blocks += [(f"{where}.{method}", layer.get(method)) for where, layer in layers]
+    for where, block_values in blocks:
+        block = dict(block_values or {})
         if _REWARD_KEY in block:
             extra = set(block[_REWARD_KEY]) - set(_REWARD_FIELDS)
             if extra:
                 raise ConfigError(
-                    f"{where}.{method}.reward: unknown key(s) {sorted(extra)} (allowed: {', '.join(_REWARD_FIELDS)})"
+                    f"{where}.reward: unknown key(s) {sorted(extra)} (allowed: {', '.join(_REWARD_FIELDS)})"
                 )
             reward_over.update(block.pop(_REWARD_KEY))
         hparams = _merge_hparams(hparams, block)
 
-    fields = hparam_fields(method)
+    fields = hparam_fields(algo)
     if "gamma" in fields:
         if "gamma" in hparams and float(hparams["gamma"]) != task.gamma:
             raise ConfigError(
@@ -194,7 +217,7 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
             f"batch_size is a budget, not an agent hyperparameter: set "
             f"train.pretrain.batch_size / train.finetune.batch_size ({task_name}/{method})"
         )
-    resolved_hparams = agent_hparams(method, hparams, f"hyperparameters of {task_name}/{method}")
+    resolved_hparams = agent_hparams(algo, hparams, f"hyperparameters of {task_name}/{method}")
 
     reward = dataclasses.asdict(task.reward)
     reward.update(reward_over)
@@ -217,17 +240,44 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
         "finetune": budgets["finetune"],
         "agent": resolved_hparams,
     }
+    if spec.is_variant:
+        # Only variants record these: for an algorithm listed by name they equal `method` and {},
+        # and leaving them out keeps the config hash (and so every existing run) unchanged.
+        run["algorithm"] = algo
+        run["variant"] = json_safe(spec.overrides)
     _check_budgets(run, f"train (task {task_name}, method {method})")
-    if method == "sac":
-        # SAC from scratch: no pre-training and no offline data in its batches (spec 3).
+    for key, default in _RECORDED_WHEN_USED.items():
+        # Like a variant's `algorithm`: the hash of every run that does not use these (all runs
+        # made before the keys existed) stays unchanged.
+        if run["finetune"][key] == default:
+            del run["finetune"][key]
+    if not spec.algorithm.pretrains:  # e.g. SAC from scratch (spec 3): no pre-training phase
         run["pretrain"] = None
+    if not spec.algorithm.offline_data_online:  # SAC from scratch: no offline data in its batches
         run["finetune"]["mixing_ratio"] = 0.0
+        run["finetune"].pop("pool_offline", None)
     return json_safe(run)
+
+
+def run_algorithm(run: dict[str, Any]) -> str:
+    """The registered algorithm of a resolved run config (a variant records it; else its method)."""
+    return str(run.get("algorithm", run["method"]))
+
+
+def _override_names(config: dict[str, Any]) -> list[str]:
+    """Names an override block may use: the config's methods, then every registered algorithm."""
+    from calql.agents import algorithm_names, config_methods
+
+    names = list(config_methods(config))
+    return names + [n for n in algorithm_names() if n not in names]
 
 
 def resolve_all(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """Resolve every (task, method) of the config; the workflow calls this before any job starts."""
-    return {(t, m): resolve_run_config(config, t, m) for t in config["tasks"] for m in config["methods"]}
+    from calql.agents import config_methods
+
+    methods = config_methods(config)
+    return {(t, m): resolve_run_config(config, t, m) for t in config["tasks"] for m in methods}
 
 
 def phase_config(run: dict[str, Any], phase: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from calql.config import RewardSpec
 from calql.data.mc_returns import mc_returns_for_episode
@@ -25,7 +26,7 @@ from calql.envs.make import make_env
 from calql.errors import CheckpointError, ConfigError
 from calql.training.buffers import CLIP_ACTION, OnlineBuffer, mixed_batch
 from calql.training.checkpoint import check_identity, load_checkpoint
-from calql.training.config import phase_hash
+from calql.training.config import phase_hash, run_algorithm
 from calql.training.evaluation import run_episode
 from calql.training.phase import LiveLogger, PhaseContext, TrainingPhase, set_aside, termination_requested
 from calql.training.seeding import derive_seed, seed_everything
@@ -35,6 +36,18 @@ log = logging.getLogger(__name__)
 
 def _next_multiple(value: int, every: int) -> int:
     return (value // every + 1) * every
+
+
+class UniformRandomActor:
+    """Uniform actions in [-1, 1] for the first ``finetune.random_steps`` env steps (RLPD's
+    ``start_training``); seeded per episode, so a resume at an episode end replays nothing."""
+
+    def __init__(self, act_dim: int, seed: int) -> None:
+        self.act_dim = act_dim
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return torch.rand(obs.shape[0], self.act_dim, generator=self.rng) * 2.0 - 1.0
 
 
 @dataclass
@@ -118,9 +131,9 @@ class Finetune(TrainingPhase):
         self.init = None if init is None else Path(init)
 
     def check(self, run: dict[str, Any]) -> None:
-        if self.method == "sac":
+        if run["pretrain"] is None:
             if self.init is not None:
-                raise ConfigError("sac is SAC from scratch: it takes no --init checkpoint")
+                raise ConfigError(f"method '{self.method}' has no pre-training phase: it takes no --init checkpoint")
         elif self.init is None:
             self.init = self.run_dir / "pretrain" / "final.pt"
 
@@ -129,7 +142,9 @@ class Finetune(TrainingPhase):
 
         ctx, seed, budget = self.ctx, self.seed, self.budget
         seed_everything(derive_seed(seed, "finetune", "init"))
-        self.agent = make_agent(self.method, ctx.obs_dim, ctx.act_dim, self.run_config["agent"], self.device)
+        self.agent = make_agent(
+            run_algorithm(self.run_config), ctx.obs_dim, ctx.act_dim, self.run_config["agent"], self.device
+        )
         if self.init is not None and state is None:  # a resume needs no init: the agent comes from last.pt
             load_init(ctx, self.agent, self.init)
         self.agent.set_phase("online")
@@ -147,8 +162,9 @@ class Finetune(TrainingPhase):
         capacity = min(int(budget["buffer_size"]), int(budget["env_steps"]) + max_len)
         self.buffer = OnlineBuffer(capacity, ctx.obs_dim, ctx.act_dim, self.device)
         self.reward_spec = RewardSpec(**self.run_config["reward"])
-        self.mixing = float(budget["mixing_ratio"])
-        self.offline = self.data if self.mixing > 0 else None
+        # pool_offline: one replay of offline + online data sampled uniformly (mixing_ratio unused)
+        self.mixing = None if budget.get("pool_offline") else float(budget["mixing_ratio"])
+        self.offline = self.data if self.mixing is None or self.mixing > 0 else None
         self.counters = FinetuneCounters(
             next_eval=int(budget["eval_every_env_steps"]), next_checkpoint=int(budget["checkpoint_every_env_steps"])
         )
@@ -189,9 +205,13 @@ class Finetune(TrainingPhase):
         """One full episode with the stochastic policy, labeled like the offline data and added to
         the buffer; it owes ``length x utd_ratio`` gradient steps (a fractional UTD carries over)."""
         c = self.counters
-        ep = run_episode(
-            self.env, self.agent, derive_seed(self.seed, "finetune", "train", c.episodes), False, self.device
+        random_phase = c.env_steps < int(self.budget.get("random_steps", 0))
+        actor = (
+            UniformRandomActor(self.ctx.act_dim, derive_seed(self.seed, "finetune", "random", c.episodes))
+            if random_phase
+            else self.agent
         )
+        ep = run_episode(self.env, actor, derive_seed(self.seed, "finetune", "train", c.episodes), False, self.device)
         train_rewards, mc = mc_returns_for_episode(
             ep["rewards"], ep["terminals"], self.reward_spec, self.run_config["gamma"]
         )
@@ -210,7 +230,8 @@ class Finetune(TrainingPhase):
         c.episodes += 1
         c.train_successes += int(ep["success"])
         self.progress_bar(length)
-        c.grad_debt += length * float(self.budget["utd_ratio"])
+        if not random_phase:  # RLPD's start_training: no gradient steps for the random episodes
+            c.grad_debt += length * float(self.budget["utd_ratio"])
         c.pending = int(c.grad_debt)
         c.grad_debt -= c.pending
         c.boundary_done = False
@@ -257,8 +278,8 @@ def run_finetune(
 ) -> Path:
     """Fine-tune online; returns ``RUN/finetune``.
 
-    ``init`` is the pre-training ``final.pt`` (default ``RUN/pretrain/final.pt``); ``sac`` starts
-    from scratch and uses no offline data in its batches. Resumes from ``checkpoints/last.pt``.
+    ``init`` is the pre-training ``final.pt`` (default ``RUN/pretrain/final.pt``); a method without
+    pre-training (e.g. SAC from scratch) starts from a fresh agent. Resumes from ``checkpoints/last.pt``.
     ``stop_after`` (tests) raises :class:`~calql.training.phase.StopRequested` at the first
     episode end at or after that many env steps, as if the job had been killed there.
     """

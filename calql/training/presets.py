@@ -35,6 +35,8 @@ BASE_TRAIN: dict[str, Any] = {
         "batch_size": 256,
         "mixing_ratio": 0.5,
         "utd_ratio": 1.0,
+        "random_steps": 0,
+        "pool_offline": False,
         "buffer_size": 1_000_000,
         "eval_every_env_steps": 2_000,
         "eval_episodes": 20,
@@ -49,25 +51,72 @@ BASE_TRAIN: dict[str, Any] = {
 # max-target backup; IQL learning rates 3e-4; calql.agents.configs), so each default is written once.
 
 
+#: AWAC as the first author ran it for the paper (AWAC-F: nakamotoo/jaxrl, branch dev_mitsuhiko @
+#: 1c7459c, `awac_default.py` and the AWAC learner; spec 5.3): softmax advantage weights over the
+#: batch, AdamW (weight decay 1e-4) on the actor, 4 x 256 actor and critic, tanh means, log-std
+#: >= -10, orthogonal init, data actions clipped to +-(1 - 1e-5) in the actor step. The
+#: dataclass defaults are CORL's finetune/awac.py; these are the differences.
+AWAC_F = {
+    "advantage_weights": "softmax",
+    "actor_weight_decay": 1e-4,
+    "actor_hidden": [256, 256, 256, 256],
+    "critic_hidden": [256, 256, 256, 256],
+    "orthogonal_init": True,
+    "tanh_mean": True,
+    "log_std_min": -10.0,
+    "clip_policy_samples": False,
+    "data_action_clip": 0.99999,
+}
+#: AWAC-F's loop (spec 5.3): batch 1024, the offline data in the replay buffer that online data
+#: are appended to (pooled, no 50/50 mixing), 50 evaluation episodes.
+AWAC_F_TRAIN = {
+    "pretrain": {"batch_size": 1024, "eval_episodes": 50},
+    "finetune": {"batch_size": 1024, "pool_offline": True, "eval_episodes": 50},
+}
+#: RLPD as the first author ran it (RLPD-F: nakamotoo/rlpd @ 271d3d8 AntMaze script, spec 5.3):
+#: the RLPDConfig defaults (10 LayerNorm critics, min over 2, 3 x 256, no backup entropy) with
+#: UTD 20 (`actor_update_period` = the UTD: the actor and temperature step once per env step),
+#: 5,000 uniform random steps before training (`start_training`), 50/50 batches of 256. The
+#: online budget is the domain's, as for every method, so that regrets compare (RLPD-F ran 500k
+#: AntMaze and 3M Adroit steps); RLPD-F evaluated 50 episodes.
+RLPD_F_TRAIN = {"finetune": {"utd_ratio": 20.0, "random_steps": 5_000, "mixing_ratio": 0.5, "eval_episodes": 50}}
+
+
 def _methods(
     arch: dict[str, Any],
     cql: dict[str, Any],
     iql: dict[str, Any],
     iql_reward: dict[str, float] | None = None,
     iql_train: dict[str, Any] | None = None,
+    awac: dict[str, Any] | None = None,
+    awac_train: dict[str, Any] | None = None,
+    rlpd: dict[str, Any] | None = None,
+    rlpd_train: dict[str, Any] | None = None,
+    rlpd_reward: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Per-method blocks of a domain: ``arch`` (network sizes, tau) for the SAC backbone of sac,
-    cql and calql; ``cql`` for cql and calql (Cal-QL is CQL with the MC lower bound)."""
+    """Per-algorithm blocks of a domain: ``arch`` (network sizes, tau) for the SAC backbone of sac,
+    hybrid, cql and calql; ``cql`` for cql and calql (Cal-QL is CQL with the MC lower bound)."""
     out: dict[str, Any] = {
         "calql": {"hparams": {**arch, **cql}},
         "cql": {"hparams": {**arch, **cql}},
         "sac": {"hparams": dict(arch)},
+        "hybrid": {"hparams": dict(arch)},  # the same SAC as `sac`; only its batches differ
         "iql": {"hparams": iql},
     }
     if iql_reward:
         out["iql"]["reward"] = iql_reward
     if iql_train:
         out["iql"]["train"] = iql_train
+    for name, hparams, train, reward in (
+        ("awac", awac, awac_train, None),
+        ("rlpd", rlpd, rlpd_train, rlpd_reward),
+    ):
+        block: dict[str, Any] = {"hparams": dict(hparams or {})}
+        if train:
+            block["train"] = copy.deepcopy(train)
+        if reward:
+            block["reward"] = dict(reward)
+        out[name] = block
     return out
 
 
@@ -99,6 +148,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             iql={"hidden": [256, 256], "expectile": 0.9, "beta": 10.0},
             iql_reward={"scale": 1.0, "bias": -1.0},
             iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {"eval_episodes": 50}},
+            awac={**AWAC_F, "awac_lambda": 1.0},  # AWAC-F --config.beta=1.0
+            awac_train=AWAC_F_TRAIN,
+            rlpd={},
+            rlpd_train=RLPD_F_TRAIN,
+            rlpd_reward={"scale": 1.0, "bias": -1.0},  # rlpd train_finetuning.py: AntMaze rewards - 1
         ),
     },
     # Adroit-binary: OFF scripts/run_adroit.sh (spec 5.1), IQL-F (spec 5.3). Score = success rate
@@ -126,6 +180,19 @@ PRESETS: dict[str, dict[str, Any]] = {
             # With beta = 3, Cal-QL's 10 r + 5 would act like beta = 30 on the advantages.
             iql_reward={"scale": 1.0, "bias": 0.0},
             iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {"eval_episodes": 50}},
+            awac={**AWAC_F, "awac_lambda": 1.0},  # AWAC-F default beta (no Adroit override known)
+            # AWAC-F pre-trains 25k steps on Adroit (spec 5.3), evaluating every 5k
+            awac_train={
+                "pretrain": {
+                    **AWAC_F_TRAIN["pretrain"],
+                    "steps": 25_000,
+                    "eval_every": 5_000,
+                    "checkpoint_every": 5_000,
+                },
+                "finetune": AWAC_F_TRAIN["finetune"],
+            },
+            rlpd={},
+            rlpd_train=RLPD_F_TRAIN,
         ),
     },
     # Kitchen: OFF-K scripts/run_kitchen.sh (spec 5.1), IQL-F (spec 5.3). Score = last-step reward / 4
@@ -147,6 +214,14 @@ PRESETS: dict[str, dict[str, Any]] = {
             cql={"cql_min_q_weight": 5.0, "cql_lagrange": False, "cql_importance_sample": False},
             iql={"hidden": [256, 256], "expectile": 0.7, "beta": 0.5, "dropout": 0.1},
             iql_train={"pretrain": {"eval_episodes": 10}, "finetune": {"eval_episodes": 10}},
+            awac={**AWAC_F, "awac_lambda": 0.3},  # AWAC-F Kitchen beta 0.3 (spec 5.3)
+            # AWAC-F Kitchen: 500k pre-training (the domain's), 20 evaluation episodes
+            awac_train={
+                "pretrain": {"batch_size": 1024, "eval_episodes": 20},
+                "finetune": {"batch_size": 1024, "pool_offline": True, "eval_episodes": 20},
+            },
+            rlpd={},  # RLPD-F has no Kitchen script: its AntMaze settings
+            rlpd_train=RLPD_F_TRAIN,
         ),
     },
     # PointMaze: our own small setting (not from the paper) so a full run takes minutes on a
@@ -180,6 +255,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "cql_importance_sample": True,
             },
             iql={"hidden": [64, 64], "expectile": 0.9, "beta": 10.0, "tau": 0.05},
+            # AntMaze's AWAC-F and RLPD-F recipes at this preset's size and tau; batches of 256;
+            # RLPD's 5,000 random steps of a 500k budget (1 %) become 100 of 10k.
+            awac={**AWAC_F, "awac_lambda": 1.0, "actor_hidden": [64, 64], "critic_hidden": [64, 64], "tau": 0.05},
+            awac_train={"finetune": {"pool_offline": True}},
+            rlpd={"actor_hidden": [64, 64], "critic_hidden": [64, 64], "tau": 0.05},
+            rlpd_train={"finetune": {"utd_ratio": 20.0, "random_steps": 100, "mixing_ratio": 0.5}},
         ),
     },
 }

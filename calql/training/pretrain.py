@@ -14,6 +14,7 @@ import numpy as np
 
 from calql.envs.make import make_env
 from calql.errors import ConfigError
+from calql.training.config import run_algorithm
 from calql.training.phase import LiveLogger, TrainingPhase
 from calql.training.seeding import derive_seed, seed_everything
 
@@ -39,14 +40,16 @@ class Pretrain(TrainingPhase):
     def check(self, run: dict[str, Any]) -> None:
         if run["pretrain"] is None:
             raise ConfigError(
-                f"method '{self.method}' has no offline pre-training phase (SAC from scratch is online only)"
+                f"method '{self.method}' has no offline pre-training phase (its algorithm trains online only)"
             )
 
     def build(self, state: dict[str, Any] | None) -> None:
         from calql.agents import make_agent
 
         seed_everything(derive_seed(self.seed, "pretrain", "init"))
-        self.agent = make_agent(self.method, self.ctx.obs_dim, self.ctx.act_dim, self.run_config["agent"], self.device)
+        self.agent = make_agent(
+            run_algorithm(self.run_config), self.ctx.obs_dim, self.ctx.act_dim, self.run_config["agent"], self.device
+        )
         self.agent.set_phase("offline")
         self.sampler = np.random.default_rng(derive_seed(self.seed, "pretrain", "sampler"))
         self.eval_env = make_env(

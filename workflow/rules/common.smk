@@ -16,7 +16,8 @@ from calql.config import validate_config
 from calql.errors import CalqlError
 from calql import rerun_keys
 from calql.runs import RunKey, runs_dir_of
-from calql.training.config import ONLINE_ONLY_METHODS, resolve_all
+from calql.agents import config_methods
+from calql.training.config import resolve_all
 
 # ----------------------------------------------------------------------------- config
 try:
@@ -30,19 +31,24 @@ except CalqlError as exc:
 RESULTS = config["results_dir"].rstrip("/")
 EXPERIMENT = config["experiment"]
 TASKS = list(config["tasks"])
-METHODS = list(config["methods"])
+try:
+    # Algorithms by name and named variants (calql.agents.registry); a bad entry fails here.
+    METHOD_SPECS = config_methods(config)
+except CalqlError as exc:
+    raise WorkflowError(str(exc)) from None
+METHODS = list(METHOD_SPECS)
 SEEDS = list(config["seeds"])
 LOGS = f"logs/{EXPERIMENT}"
 #: The runs folder and one run's folder RUN (calql.runs.RunKey: the layout every stage shares).
 RUNS = runs_dir_of(RESULTS)
 RUN = f"{RUNS}/{RunKey.PATTERN}"
-#: Methods that pre-train offline; `sac` (SAC from scratch) only fine-tunes.
-PRETRAINED = [m for m in METHODS if m not in ONLINE_ONLY_METHODS]
+#: Methods that pre-train offline (the others, e.g. SAC from scratch, only fine-tune).
+PRETRAINED = [m for m in METHODS if METHOD_SPECS[m].pretrains]
 
 
 wildcard_constraints:
     task="|".join(re.escape(t) for t in TASKS),
-    method="|".join(METHODS),
+    method="|".join(re.escape(m) for m in METHODS),
     seed=r"\d+",
 
 
@@ -171,7 +177,7 @@ def slurm_resources(name: str) -> dict:
 
 # ----------------------------------------------------------------------------- targets
 def runs(phase: str) -> list[dict]:
-    """Wildcard values of every run of a phase (pretrain skips `sac`)."""
+    """Wildcard values of every run of a phase (pretrain skips the methods that do not pre-train)."""
     methods = PRETRAINED if phase == "pretrain" else METHODS
     return [dict(task=t, method=m, seed=s) for t in TASKS for m in methods for s in SEEDS]
 
@@ -181,9 +187,9 @@ def run_files(pattern: str, phase: str) -> list[str]:
 
 
 def finetune_inputs(wildcards) -> dict:
-    """Labeled dataset for every method; the pre-trained checkpoint except for `sac`."""
+    """Labeled dataset for every method; the pre-trained checkpoint for methods that pre-train."""
     inputs = {"dataset": rules.label.output.labeled.format(task=wildcards.task)}
-    if wildcards.method != "sac":
+    if wildcards.method in PRETRAINED:
         inputs["init"] = rules.pretrain.output.checkpoint.format(**wildcards)
     return inputs
 

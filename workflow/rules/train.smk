@@ -1,4 +1,4 @@
-# Training: offline pre-training (not for `sac`), then online fine-tuning, per task x method x seed.
+# Training: offline pre-training (methods that pre-train), then online fine-tuning, per task x method x seed.
 # Each phase writes metrics.csv, final.pt and run.json (docs/design.md, "Run files"); a killed job
 # resumes from RUN/<phase>/checkpoints/last.pt, which is not an output and so survives a rerun.
 # RUN (common.smk) is the run folder of calql.runs.RunKey.
