@@ -85,19 +85,19 @@ def test_default_config_dry_run_lists_every_job(tmp_path: Path) -> None:
     """config/config.yaml: data once per task, pre-training for every offline method and seed,
     fine-tuning for every method and seed (sac without --init), and the local summary jobs."""
     config = load(REPO / "config" / "config.yaml")
-    assert set(config["methods"]) == {"calql", "cql", "iql", "sac"} and len(config["seeds"]) >= 3
+    assert set(config["methods"]) == {"calql", "cql", "iql", "sac", "hybrid"} and len(config["seeds"]) >= 3
     # Dry-run from a scratch folder so nothing of the repository's results/ is looked at.
     out = dry_run("--configfile", str(REPO / "config" / "config.yaml"), "--directory", str(tmp_path))
     assert job_counts(out) == Counter({**expected_counts(config), "all": 1})
     results = config["results_dir"]
     for task in config["tasks"]:
         for seed in config["seeds"]:
-            for method in config["methods"]:
+            for method, spec in config_methods(config).items():
                 run = f"{results}/runs/{task}/{method}/seed{seed}"
                 assert f"{run}/finetune/run.json" in out
-                if method == "sac":
+                if not spec.pretrains:  # sac, hybrid
                     assert f"{run}/pretrain" not in out
-                    assert re.search(rf"finetune .*--method sac --seed {seed} .*--run-dir {run} ", out)
+                    assert re.search(rf"finetune .*--method {method} --seed {seed} .*--run-dir {run} ", out)
                 else:
                     assert f"{run}/pretrain/run.json" in out
                     assert f"--init {run}/pretrain/final.pt" in out
