@@ -85,7 +85,7 @@ def test_default_config_dry_run_lists_every_job(tmp_path: Path) -> None:
     """config/config.yaml: data once per task, pre-training for every offline method and seed,
     fine-tuning for every method and seed (sac without --init), and the local summary jobs."""
     config = load(REPO / "config" / "config.yaml")
-    assert set(config["methods"]) == {"calql", "cql", "iql", "sac", "hybrid"} and len(config["seeds"]) >= 3
+    assert set(config["methods"]) == {"calql", "cql", "iql", "sac"} and len(config["seeds"]) >= 3
     # Dry-run from a scratch folder so nothing of the repository's results/ is looked at.
     out = dry_run("--configfile", str(REPO / "config" / "config.yaml"), "--directory", str(tmp_path))
     assert job_counts(out) == Counter({**expected_counts(config), "all": 1})
