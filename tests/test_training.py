@@ -221,6 +221,22 @@ def test_mixed_batch_composition() -> None:
     assert bool((only_online["rewards"] >= 0).all())
 
 
+def test_pooled_batches_sample_offline_and_online_rows_uniformly() -> None:
+    """pool_offline (AWAC-F's one replay buffer): each row is offline with probability
+    n_offline / (n_offline + n_online), so the offline share falls as the online buffer grows."""
+    off = OfflineData(_arrays(30, start=-100), torch.device("cpu"))
+    buf = OnlineBuffer(100, 3, 2, torch.device("cpu"))
+    buf.add(_arrays(10))
+    rng = np.random.default_rng(0)
+    share = np.mean([float((mixed_batch(off, buf, 64, None, rng)["rewards"] < 0).float().mean()) for _ in range(200)])
+    assert abs(share - 30 / 40) < 0.02, share
+    buf.add(_arrays(90))
+    share = np.mean([float((mixed_batch(off, buf, 64, None, rng)["rewards"] < 0).float().mean()) for _ in range(200)])
+    assert abs(share - 30 / 130) < 0.02, share
+    first = mixed_batch(off, buf, 64, None, np.random.default_rng(5))["rewards"]
+    assert torch.equal(first, mixed_batch(off, buf, 64, None, np.random.default_rng(5))["rewards"])
+
+
 def test_training_arrays_clip_actions_and_relabel(labeled_dataset: Path) -> None:
     from calql.data.format import load_dataset
 
@@ -406,6 +422,28 @@ def test_completed_phase_is_not_rerun_but_changed_config_is_refused(tmp_path: Pa
         run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, tmp_path / "run", progress=False)
     run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, tmp_path / "run", progress=False, restart=True)
     assert read_metrics(out / "metrics.csv")[-1]["grad_step"] == 21
+
+
+@pytest.mark.parametrize("random_steps", [0, 250])
+def test_random_steps_take_no_gradient_steps(tmp_path: Path, labeled_dataset: Path, random_steps: int) -> None:
+    """finetune.random_steps (RLPD's start_training): the episodes that start before that many env
+    steps act uniformly at random and owe no gradient step; the rest train at the UTD ratio."""
+    from calql.training.finetune import run_finetune
+
+    cfg = load_config(make_config(tmp_path))
+    cfg["train"]["finetune"].update(random_steps=random_steps, utd_ratio=1.0)
+    out = run_finetune(cfg, "umaze", "sac", 0, labeled_dataset, tmp_path / "run", progress=False)
+    rows = read_metrics(out / "metrics.csv")
+    assert all(r["grad_step"] == 0 for r in rows if r["env_steps"] < random_steps)
+    last = rows[-1]
+    if random_steps:
+        # the random episodes ended at some step E >= random_steps; every later step trained once
+        assert 0 < last["grad_step"] <= last["env_steps"] - random_steps
+        assert "random_steps" in json.loads((out / "run.json").read_text())["config"]["finetune"]
+    else:
+        assert last["grad_step"] == last["env_steps"]
+        # a run without random steps keeps the config hash it had before the key existed
+        assert "random_steps" not in json.loads((out / "run.json").read_text())["config"]["finetune"]
 
 
 def test_recorder_means_state_round_trip_and_divergence(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def budget_lines(config: dict[str, Any]) -> list[str]:
         pretrain = run.get("pretrain")
         offline = f"{pretrain['steps']:>9,} offline steps" if pretrain else f"{'no':>9} pre-training "
         online = f"{run['finetune']['env_steps']:>9,} online env steps"
-        lines.append(f"  {task:<28} {method:<8} {offline}  {online}")
+        lines.append(f"  {task:<28} {method:<12} {offline}  {online}")
     return lines
 
 
