@@ -7,6 +7,7 @@ one call from its own generator (reproducible, checkpointable) and tests can pas
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,15 @@ class TanhGaussianPolicy(nn.Module):
 
     def deterministic(self, obs: Tensor) -> Tensor:
         return torch.tanh(self(obs)[0])
+
+    @staticmethod
+    def act(policy: nn.Module, obs: Tensor, deterministic: bool, randn: Callable[..., Tensor]) -> Tensor:
+        """Actions of any (mean, log_std) tanh-Gaussian ``policy`` for obs [B, O]: tanh(mean), or one
+        sample with noise from ``randn`` (the agent's generator)."""
+        mean, log_std = policy(obs)
+        if deterministic:
+            return torch.tanh(mean)
+        return TanhGaussianPolicy.sample(mean, log_std, randn(obs.shape[0], 1, mean.shape[-1]))[0][:, 0]
 
 
 class IQLPolicy(nn.Module):
@@ -160,6 +170,7 @@ class TanhNormalPolicy(nn.Module):
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
     sample = staticmethod(TanhGaussianPolicy.sample)
+    act = staticmethod(TanhGaussianPolicy.act)
 
     def deterministic(self, obs: Tensor) -> Tensor:
         return torch.tanh(self(obs)[0])

@@ -139,11 +139,7 @@ class RLPDAgent(Agent):
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
         """tanh(mean) (RLPD `eval_actions`, the mode) or a tanh-Gaussian sample."""
         o, single = self._as_obs(obs)
-        mean, log_std = self.policy(o)
-        if deterministic:
-            a = torch.tanh(mean)
-        else:
-            a = TanhNormalPolicy.sample(mean, log_std, self._randn(o.shape[0], 1, self.act_dim))[0][:, 0]
+        a = TanhNormalPolicy.act(self.policy, o, deterministic, self._randn)
         return a[0] if single else a
 
     @torch.no_grad()

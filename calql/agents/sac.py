@@ -197,11 +197,7 @@ class SACAgent(Agent):
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
         o, single = self._as_obs(obs)
-        mean, log_std = self.policy(o)
-        if deterministic:
-            a = torch.tanh(mean)
-        else:
-            a = TanhGaussianPolicy.sample(mean, log_std, self._randn(o.shape[0], 1, self.act_dim))[0][:, 0]
+        a = TanhGaussianPolicy.act(self.policy, o, deterministic, self._randn)
         return a[0] if single else a
 
     @torch.no_grad()
