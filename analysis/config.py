@@ -10,7 +10,7 @@ of the config.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from calql.config import validate_section
@@ -21,24 +21,25 @@ from calql.errors import ConfigError
 class AnalysisConfig:
     """Settings of aggregation, statistics and plots (``analysis:`` in the experiment config)."""
 
+    # No defaults here: the schema's are the only ones (from_section fills them in).
     #: Share of the fine-tuning budget (online env steps) whose evaluations count as "early" for
     #: the unlearning dip; the start point (env_steps = 0) is always included.
-    early_fraction: float = 0.25
+    early_fraction: float
     #: Bootstrap resamples for the IQM / mean confidence intervals (rliable uses 2000 or more).
-    n_bootstrap: int = 2000
+    n_bootstrap: int
     #: Confidence level of every interval (bootstrap CIs, curve bands, bar error bars).
-    ci: float = 0.95
+    ci: float
     #: Random state of the bootstrap, so intervals are reproducible.
-    seed: int = 0
+    seed: int
     #: Also use phases whose metrics.csv exists but whose run.json is not "complete" (e.g. to
     #: look at runs still training). They stay listed in missing.csv either way.
-    include_incomplete: bool = False
+    include_incomplete: bool
     #: File formats of every figure.
-    formats: tuple[str, ...] = ("png", "pdf")
+    formats: tuple[str, ...]
     #: Resolution of raster figures.
-    dpi: int = 200
+    dpi: int
     #: Colour overrides {method: matplotlib colour}; other methods keep the default palette.
-    colors: dict[str, str] = field(default_factory=dict)
+    colors: dict[str, str]
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> AnalysisConfig:

@@ -35,6 +35,7 @@ from calql.data.sources import fetch_dataset
 from calql.tracking.metrics import read_metrics
 from calql.training.finetune import run_finetune
 from calql.training.pretrain import run_pretrain
+from calql.training.run_spec import RunSpec
 
 TASK: dict[str, Any] = {
     "domain": "pointmaze",
@@ -78,8 +79,8 @@ def time_cell(
     config = make_config(root, args.env_steps, threads, args.device, utd)
     run_dir = root / f"{method}-{threads}-{int(rollout_only)}-{rep}"
     if method != "sac":
-        run_pretrain(config, "umaze", method, rep, dataset, run_dir, progress=False)
-    run_finetune(config, "umaze", method, rep, dataset, run_dir, progress=False)
+        run_pretrain(RunSpec.from_config(config, "umaze", method), rep, dataset, run_dir, progress=False)
+    run_finetune(RunSpec.from_config(config, "umaze", method), rep, dataset, run_dir, progress=False)
     return float(read_metrics(run_dir / "finetune" / "metrics.csv")[-1]["perf/env_steps_per_s"])
 
 

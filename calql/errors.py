@@ -14,6 +14,10 @@ class ConfigError(CalqlError):
     """A config key or value is invalid."""
 
 
+class UsageError(CalqlError):
+    """Command-line arguments that do not fit together (argparse cannot express the rule)."""
+
+
 class DatasetError(CalqlError):
     """A dataset is missing, corrupted, truncated or inconsistent."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ from analysis.aggregate import aggregate, write_summary
 from analysis.config import AnalysisConfig
 from calql.config import load_config, validate_config
 from calql.errors import CalqlError, ConfigError
+from tests.conftest import REPO
 from tests.synthetic_study import write_phase, write_study
 
 TASKS = ("taskA", "taskB")
@@ -154,7 +156,11 @@ def test_early_fraction_from_config_changes_dip(tmp_path: Path) -> None:
 
 
 def test_analysis_section_defaults_and_validation(tmp_path: Path) -> None:
-    assert AnalysisConfig.from_config(None) == AnalysisConfig()
+    # the defaults are the schema's, which is the only place that defines them
+    schema = yaml.safe_load((REPO / "calql" / "schemas" / "config.schema.yaml").read_text())
+    defaults = {k: v["default"] for k, v in schema["properties"]["analysis"]["properties"].items()}
+    settings = dataclasses.asdict(AnalysisConfig.from_config(None))
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()} == defaults
     settings = AnalysisConfig.from_section({"n_bootstrap": 500, "formats": ["png"], "colors": {"calql": "red"}})
     assert settings.n_bootstrap == 500 and settings.formats == ("png",) and settings.colors == {"calql": "red"}
     with pytest.raises(ConfigError, match="n_boostrap"):
@@ -174,7 +180,9 @@ def test_analysis_section_defaults_and_validation(tmp_path: Path) -> None:
             AnalysisConfig.from_section(bad)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(make_config(tmp_path, {"ci": 0.9, "seed": 4})))
-    assert AnalysisConfig.from_config(load_config(path)) == AnalysisConfig(ci=0.9, seed=4)
+    assert AnalysisConfig.from_config(load_config(path)) == dataclasses.replace(
+        AnalysisConfig.from_config(None), ci=0.9, seed=4
+    )
 
 
 def test_duplicated_and_nan_rows_are_cleaned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -17,6 +17,7 @@ from calql.config import load_config
 from calql.errors import CheckpointError
 from calql.training.checkpoint import load_checkpoint
 from calql.training.phase import StopRequested
+from calql.training.run_spec import RunSpec
 from tests.test_training import TINY_TRAIN, labeled_dataset, make_config, metrics_without_timing  # noqa: F401
 
 
@@ -36,26 +37,30 @@ def test_pretrain_and_finetune_resume_exactly(tmp_path: Path, labeled_dataset: P
 
     cfg = load_config(make_config(tmp_path))
     ref, crash = tmp_path / "ref", tmp_path / "crash"
-    run_pretrain(cfg, "umaze", method, 3, labeled_dataset, ref, progress=False)
-    run_finetune(cfg, "umaze", method, 3, labeled_dataset, ref, progress=False)
+    run_pretrain(RunSpec.from_config(cfg, "umaze", method), 3, labeled_dataset, ref, progress=False)
+    run_finetune(RunSpec.from_config(cfg, "umaze", method), 3, labeled_dataset, ref, progress=False)
 
     # pre-training stops at step 70: the checkpoint is from step 60, between evaluations (40, 80),
     # so the resumed run must also restore the partial loss sums of steps 41-60
     with pytest.raises(StopRequested):
-        run_pretrain(cfg, "umaze", method, 3, labeled_dataset, crash, progress=False, stop_after=70)
+        run_pretrain(
+            RunSpec.from_config(cfg, "umaze", method), 3, labeled_dataset, crash, progress=False, stop_after=70
+        )
     assert load_checkpoint(crash / "pretrain/checkpoints/last.pt")["counters"]["grad_step"] == 60
     assert not (crash / "pretrain/final.pt").exists() and not (crash / "pretrain/run.json").exists()
-    run_pretrain(cfg, "umaze", method, 3, labeled_dataset, crash, progress=False)
+    run_pretrain(RunSpec.from_config(cfg, "umaze", method), 3, labeled_dataset, crash, progress=False)
     assert metrics_without_timing(crash / "pretrain/metrics.csv") == metrics_without_timing(
         ref / "pretrain/metrics.csv"
     )
     _same_agent(crash / "pretrain/final.pt", ref / "pretrain/final.pt")
 
     with pytest.raises(StopRequested):
-        run_finetune(cfg, "umaze", method, 3, labeled_dataset, crash, progress=False, stop_after=250)
+        run_finetune(
+            RunSpec.from_config(cfg, "umaze", method), 3, labeled_dataset, crash, progress=False, stop_after=250
+        )
     state = load_checkpoint(crash / "finetune/checkpoints/last.pt")
     assert 100 <= state["counters"]["env_steps"] < 400 and state["buffer"]["size"] == state["counters"]["env_steps"]
-    run_finetune(cfg, "umaze", method, 3, labeled_dataset, crash, progress=False)
+    run_finetune(RunSpec.from_config(cfg, "umaze", method), 3, labeled_dataset, crash, progress=False)
     rows = metrics_without_timing(crash / "finetune/metrics.csv")
     assert rows == metrics_without_timing(ref / "finetune/metrics.csv")
     assert len(rows) >= 3
@@ -72,10 +77,17 @@ def test_online_only_finetune_resumes_exactly(tmp_path: Path, labeled_dataset: P
     if method == "rlpd":
         cfg["train"]["overrides"] = {"rlpd": {"actor_update_period": 2}}
         cfg["train"]["finetune"]["utd_ratio"] = 2.0
-    run_finetune(cfg, "umaze", method, 1, labeled_dataset, tmp_path / "ref", progress=False)
+    run_finetune(RunSpec.from_config(cfg, "umaze", method), 1, labeled_dataset, tmp_path / "ref", progress=False)
     with pytest.raises(StopRequested):
-        run_finetune(cfg, "umaze", method, 1, labeled_dataset, tmp_path / "crash", progress=False, stop_after=150)
-    run_finetune(cfg, "umaze", method, 1, labeled_dataset, tmp_path / "crash", progress=False)
+        run_finetune(
+            RunSpec.from_config(cfg, "umaze", method),
+            1,
+            labeled_dataset,
+            tmp_path / "crash",
+            progress=False,
+            stop_after=150,
+        )
+    run_finetune(RunSpec.from_config(cfg, "umaze", method), 1, labeled_dataset, tmp_path / "crash", progress=False)
     assert metrics_without_timing(tmp_path / "crash/finetune/metrics.csv") == metrics_without_timing(
         tmp_path / "ref/finetune/metrics.csv"
     )
@@ -88,8 +100,8 @@ def test_other_seed_gives_other_numbers(tmp_path: Path, labeled_dataset: Path) -
     train = copy.deepcopy(TINY_TRAIN)
     train["pretrain"].update(steps=40, eval_every=40)
     cfg = load_config(make_config(tmp_path, train))
-    a = run_pretrain(cfg, "umaze", "cql", 0, labeled_dataset, tmp_path / "a", progress=False)
-    b = run_pretrain(cfg, "umaze", "cql", 1, labeled_dataset, tmp_path / "b", progress=False)
+    a = run_pretrain(RunSpec.from_config(cfg, "umaze", "cql"), 0, labeled_dataset, tmp_path / "a", progress=False)
+    b = run_pretrain(RunSpec.from_config(cfg, "umaze", "cql"), 1, labeled_dataset, tmp_path / "b", progress=False)
     ra, rb = metrics_without_timing(a / "metrics.csv"), metrics_without_timing(b / "metrics.csv")
     assert ra[-1]["train/critic_loss"] != rb[-1]["train/critic_loss"]
 
@@ -101,11 +113,18 @@ def test_checkpoint_of_another_run_is_refused(tmp_path: Path, labeled_dataset: P
     cfg = load_config(make_config(tmp_path))
     for method in ("cql", "calql"):
         with pytest.raises(StopRequested):
-            run_pretrain(cfg, "umaze", method, 0, labeled_dataset, tmp_path / method, progress=False, stop_after=35)
+            run_pretrain(
+                RunSpec.from_config(cfg, "umaze", method),
+                0,
+                labeled_dataset,
+                tmp_path / method,
+                progress=False,
+                stop_after=35,
+            )
     ckpt = tmp_path / "calql/pretrain/checkpoints/last.pt"
     os.replace(tmp_path / "cql/pretrain/checkpoints/last.pt", ckpt)
     with pytest.raises(CheckpointError, match="method: checkpoint has 'cql', this run has 'calql'"):
-        run_pretrain(cfg, "umaze", "calql", 0, labeled_dataset, tmp_path / "calql", progress=False)
+        run_pretrain(RunSpec.from_config(cfg, "umaze", "calql"), 0, labeled_dataset, tmp_path / "calql", progress=False)
     assert ckpt.exists()
 
 
@@ -118,14 +137,23 @@ def test_checkpoint_of_another_config_is_set_aside(
 
     cfg = load_config(make_config(tmp_path))
     with pytest.raises(StopRequested):
-        run_pretrain(cfg, "umaze", "cql", 0, labeled_dataset, tmp_path / "run", progress=False, stop_after=70)
+        run_pretrain(
+            RunSpec.from_config(cfg, "umaze", "cql"),
+            0,
+            labeled_dataset,
+            tmp_path / "run",
+            progress=False,
+            stop_after=70,
+        )
     changed = copy.deepcopy(cfg)
     changed["train"]["overrides"] = {"cql": {"cql_min_q_weight": 1.0}}
-    run_pretrain(changed, "umaze", "cql", 0, labeled_dataset, tmp_path / "run", progress=False)
+    run_pretrain(RunSpec.from_config(changed, "umaze", "cql"), 0, labeled_dataset, tmp_path / "run", progress=False)
     assert "another config" in caplog.text and "starts over" in caplog.text
     kept = sorted(p.name for p in (tmp_path / "run/pretrain/checkpoints").iterdir())
     assert [n.split("-")[0] for n in kept] == ["last.pt.other", "prev.pt.other"], kept
-    ref = run_pretrain(changed, "umaze", "cql", 0, labeled_dataset, tmp_path / "ref", progress=False)
+    ref = run_pretrain(
+        RunSpec.from_config(changed, "umaze", "cql"), 0, labeled_dataset, tmp_path / "ref", progress=False
+    )
     assert metrics_without_timing(tmp_path / "run/pretrain/metrics.csv") == metrics_without_timing(ref / "metrics.csv")
 
 
@@ -139,17 +167,19 @@ def test_unreadable_checkpoint_falls_back_to_the_previous_one(
 
     caplog.set_level(logging.INFO, logger="calql")
     cfg = load_config(make_config(tmp_path))
-    ref = run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, tmp_path / "ref", progress=False)
+    ref = run_pretrain(RunSpec.from_config(cfg, "umaze", "iql"), 0, labeled_dataset, tmp_path / "ref", progress=False)
     for corrupt in (("last.pt",), ("last.pt", "prev.pt")):
         run = tmp_path / "-".join(corrupt)
         with pytest.raises(StopRequested):
-            run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, run, progress=False, stop_after=70)
+            run_pretrain(
+                RunSpec.from_config(cfg, "umaze", "iql"), 0, labeled_dataset, run, progress=False, stop_after=70
+            )
         ckpts = run / "pretrain/checkpoints"
         assert load_checkpoint(ckpts / "prev.pt")["counters"]["grad_step"] == 30
         for name in corrupt:
             (ckpts / name).write_bytes(b"garbage")
         caplog.clear()
-        run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, run, progress=False)
+        run_pretrain(RunSpec.from_config(cfg, "umaze", "iql"), 0, labeled_dataset, run, progress=False)
         assert caplog.text.count("cannot read checkpoint") == len(corrupt), caplog.text
         assert ("resuming pretrain from" in caplog.text) == (len(corrupt) == 1)
         assert len(list(ckpts.glob("*.unreadable-*"))) == len(corrupt)
@@ -221,7 +251,9 @@ def test_cli_killed_with_sigkill_resumes_exactly(tmp_path: Path, labeled_dataset
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # no hook: runs to the end
     assert done.returncode == 0, done.stderr
     assert not list(run_dir.glob("**/*.tmp-*")), "a killed job's temporary files were left behind"
-    ref = run_pretrain(load_config(cfg_path), "umaze", "iql", 5, labeled_dataset, tmp_path / "ref", progress=False)
+    ref = run_pretrain(
+        RunSpec.from_config(load_config(cfg_path), "umaze", "iql"), 5, labeled_dataset, tmp_path / "ref", progress=False
+    )
     assert metrics_without_timing(run_dir / "pretrain/metrics.csv") == metrics_without_timing(ref / "metrics.csv")
     _same_agent(run_dir / "pretrain/final.pt", ref / "final.pt")
 
@@ -258,7 +290,9 @@ def test_cli_sigterm_checkpoints_mid_burst_and_resumes_exactly(tmp_path: Path, l
     assert not (run_dir / "finetune/final.pt").exists()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # no hook: runs to the end
     assert done.returncode == 0, done.stderr
-    ref = run_finetune(load_config(cfg_path), "umaze", "sac", 2, labeled_dataset, tmp_path / "ref", progress=False)
+    ref = run_finetune(
+        RunSpec.from_config(load_config(cfg_path), "umaze", "sac"), 2, labeled_dataset, tmp_path / "ref", progress=False
+    )
     resumed, expected = (
         metrics_without_timing(run_dir / "finetune/metrics.csv"),
         metrics_without_timing(ref / "metrics.csv"),

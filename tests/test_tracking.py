@@ -13,6 +13,7 @@ import pytest
 
 from calql.config import load_config
 from calql.tracking.metrics import BASE_COLUMNS, TIMING_COLUMNS, columns_of, read_metrics, write_metrics
+from calql.training.run_spec import RunSpec
 from tests.test_training import TINY_TRAIN, labeled_dataset, make_config  # noqa: F401
 
 
@@ -68,8 +69,8 @@ def finished_runs(tmp_path_factory: pytest.TempPathFactory, labeled_dataset: Pat
     cfg_path = make_config(root, train)
     cfg = load_config(cfg_path)
     runs = root / "results" / "runs"
-    run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, runs / "umaze/iql/seed0", progress=False)
-    run_finetune(cfg, "umaze", "sac", 0, labeled_dataset, runs / "umaze/sac/seed0", progress=False)
+    run_pretrain(RunSpec.from_config(cfg, "umaze", "iql"), 0, labeled_dataset, runs / "umaze/iql/seed0", progress=False)
+    run_finetune(RunSpec.from_config(cfg, "umaze", "sac"), 0, labeled_dataset, runs / "umaze/sac/seed0", progress=False)
     return cfg_path, runs
 
 
@@ -135,7 +136,7 @@ def test_track_imports_once_and_updates(finished_runs: tuple[Path, Path], labele
     # a new phase finishes -> that run is replaced (still one run per key), with both phases
     from calql.training.finetune import run_finetune
 
-    run_finetune(cfg, "umaze", "iql", 0, labeled_dataset, runs / "umaze/iql/seed0", progress=False)
+    run_finetune(RunSpec.from_config(cfg, "umaze", "iql"), 0, labeled_dataset, runs / "umaze/iql/seed0", progress=False)
     summary = import_runs(cfg, runs, uri)
     assert summary["replaced"] == ["umaze/iql/seed0"] and summary["unchanged"] == ["umaze/sac/seed0"]
     active = {r.data.tags["calql.run_key"]: r for r in _active_runs(uri, "pytest")}

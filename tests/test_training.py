@@ -19,6 +19,7 @@ from calql.errors import CheckpointError, ConfigError, TrainingDivergedError
 from calql.tracking.metrics import TIMING_COLUMNS, read_metrics
 from calql.training.buffers import CLIP_ACTION, OfflineData, OnlineBuffer, mixed_batch, training_arrays
 from calql.training.config import phase_hash, resolve_all, resolve_run_config
+from calql.training.run_spec import RunSpec
 from tests.conftest import UMAZE_TASK, write_config
 
 # ---------------------------------------------------------------------------- shared fixtures
@@ -291,7 +292,7 @@ def test_pretrain_learns_and_writes_outputs(tmp_path: Path, labeled_dataset: Pat
     # Bellman error first grows with the values before it falls.
     train["overrides"] = {method: {"tau": 5e-3}}
     cfg = load_config(make_config(tmp_path, train))
-    out = run_pretrain(cfg, "umaze", method, 0, labeled_dataset, tmp_path / "run", progress=False)
+    out = run_pretrain(RunSpec.from_config(cfg, "umaze", method), 0, labeled_dataset, tmp_path / "run", progress=False)
     rows = read_metrics(out / "metrics.csv")
     assert [r["grad_step"] for r in rows] == [0, 150, 300]
     assert all(r["env_steps"] == 0 and r["phase"] == "pretrain" for r in rows)
@@ -403,7 +404,7 @@ def test_divergence_names_step_and_loss(tmp_path: Path, labeled_dataset: Path, m
     monkeypatch.setattr(CQLAgent, "update", update)
     cfg = load_config(make_config(tmp_path))
     with pytest.raises(TrainingDivergedError, match=r"gradient step 7: critic_loss = nan"):
-        run_pretrain(cfg, "umaze", "cql", 0, labeled_dataset, tmp_path / "run", progress=False)
+        run_pretrain(RunSpec.from_config(cfg, "umaze", "cql"), 0, labeled_dataset, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "pretrain" / "final.pt").exists()
 
 
@@ -413,14 +414,16 @@ def test_completed_phase_is_not_rerun_but_changed_config_is_refused(tmp_path: Pa
     train = copy.deepcopy(TINY_TRAIN)
     train["pretrain"].update(steps=20, eval_every=20)
     cfg = load_config(make_config(tmp_path, train))
-    out = run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, tmp_path / "run", progress=False)
+    out = run_pretrain(RunSpec.from_config(cfg, "umaze", "iql"), 0, labeled_dataset, tmp_path / "run", progress=False)
     stamp = (out / "final.pt").stat().st_mtime_ns
-    run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, tmp_path / "run", progress=False)
+    run_pretrain(RunSpec.from_config(cfg, "umaze", "iql"), 0, labeled_dataset, tmp_path / "run", progress=False)
     assert (out / "final.pt").stat().st_mtime_ns == stamp
     cfg["train"]["pretrain"]["steps"] = 21
     with pytest.raises(CheckpointError, match="--restart"):
-        run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, tmp_path / "run", progress=False)
-    run_pretrain(cfg, "umaze", "iql", 0, labeled_dataset, tmp_path / "run", progress=False, restart=True)
+        run_pretrain(RunSpec.from_config(cfg, "umaze", "iql"), 0, labeled_dataset, tmp_path / "run", progress=False)
+    run_pretrain(
+        RunSpec.from_config(cfg, "umaze", "iql"), 0, labeled_dataset, tmp_path / "run", progress=False, restart=True
+    )
     assert read_metrics(out / "metrics.csv")[-1]["grad_step"] == 21
 
 
@@ -432,7 +435,7 @@ def test_random_steps_take_no_gradient_steps(tmp_path: Path, labeled_dataset: Pa
 
     cfg = load_config(make_config(tmp_path))
     cfg["train"]["finetune"].update(random_steps=random_steps, utd_ratio=1.0)
-    out = run_finetune(cfg, "umaze", "sac", 0, labeled_dataset, tmp_path / "run", progress=False)
+    out = run_finetune(RunSpec.from_config(cfg, "umaze", "sac"), 0, labeled_dataset, tmp_path / "run", progress=False)
     rows = read_metrics(out / "metrics.csv")
     assert all(r["grad_step"] == 0 for r in rows if r["env_steps"] < random_steps)
     last = rows[-1]

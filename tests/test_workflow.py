@@ -3,6 +3,7 @@ run of the tiny .test config that must be complete, idempotent and rerun only wh
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,8 @@ import pytest
 import yaml
 
 from calql.agents import config_methods
+from calql.config import validate_config
+from calql.training.run_spec import RunSpec
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "workflow" / "Snakefile"
@@ -65,6 +68,7 @@ def expected_counts(config: dict) -> dict[str, int]:
     return {
         "dataset": tasks,
         "label": tasks,
+        "run_config": tasks * (len([m for m in methods.values() if m.pretrains]) + len(methods)),
         "pretrain": tasks * len([m for m in methods.values() if m.pretrains]) * seeds,
         "finetune": tasks * len(methods) * seeds,
         "track": 1,
@@ -94,12 +98,17 @@ def test_default_config_dry_run_lists_every_job(tmp_path: Path) -> None:
         for seed in config["seeds"]:
             for method, spec in config_methods(config).items():
                 run = f"{results}/runs/{task}/{method}/seed{seed}"
+                run_config = f"{results}/configs/runs/{task}/{method}"
                 assert f"{run}/finetune/run.json" in out
                 if not spec.pretrains:  # sac, hybrid
                     assert f"{run}/pretrain" not in out
-                    assert re.search(rf"finetune .*--method {method} --seed {seed} .*--run-dir {run} ", out)
+                    assert re.search(
+                        rf"finetune --run-config {run_config}/finetune.json --seed {seed} .*--run-dir {run} ", out
+                    )
                 else:
                     assert f"{run}/pretrain/run.json" in out
+                    assert f"pretrain --run-config {run_config}/pretrain.json --seed {seed} " in out
+                    assert f"finetune --run-config {run_config}/finetune.json --seed {seed} " in out
                     assert f"--init {run}/pretrain/final.pt" in out
     assert not (tmp_path / results).exists(), "a dry run must not write results"
 
@@ -263,7 +272,6 @@ def test_rerun_keys_ignore_unrelated_settings() -> None:
     """The workflow's rerun keys (calql.rerun_keys, the rules' `key` params): settings a step does
     not read leave its key alone, and the settings it does read change it."""
     from calql import rerun_keys
-    from calql.config import validate_config
     from calql.training.config import resolve_all
 
     def keys(config: dict) -> dict[str, str]:
@@ -347,6 +355,18 @@ def test_test_config_runs_end_to_end(finished_run: tuple[Path, float]) -> None:
     assert not missing, missing
     figures = list((workdir / "results" / "figures").glob("*.png"))
     assert len(figures) >= 4, figures
+    # Each phase's job read the run config file the workflow resolved (issue 11.1), and its
+    # run.json records exactly that run.
+    config = validate_config(load(TEST_CONFIG))
+    for method, spec in config_methods(config).items():
+        expected = RunSpec.from_config(config, "pointmaze-tiny", method)
+        for phase in ("pretrain", "finetune") if spec.pretrains else ("finetune",):
+            path = workdir / "results" / "configs" / "runs" / "pointmaze-tiny" / method / f"{phase}.json"
+            assert RunSpec.read(path, phase) == expected
+            record = json.loads(
+                (workdir / "results" / "runs" / "pointmaze-tiny" / method / "seed0" / phase / "run.json").read_text()
+            )
+            assert record["config"] == expected.run
 
 
 @pytest.mark.slow
@@ -367,12 +387,19 @@ def test_editing_unrelated_keys_reruns_only_dependent_jobs(finished_run: tuple[P
     edited.write_text(yaml.safe_dump(config))
     out = dry_run("--directory", str(workdir), "--configfile", str(edited))
     assert set(job_counts(out)) == {"aggregate", "tables", "figures", "track", "all"}, out[-3000:]
+    # live logging: where runs are logged, not what they compute; passed to jobs, rerunning none
+    config["tracking"] = {"live": True, "uri": "http://127.0.0.1:9"}
+    edited.write_text(yaml.safe_dump(config))
+    out = dry_run("--directory", str(workdir), "--configfile", str(edited))
+    assert set(job_counts(out)) == {"aggregate", "tables", "figures", "track", "all"}, out[-3000:]
 
     config["train"]["finetune"]["env_steps"] = 400
     edited.write_text(yaml.safe_dump(config))
     counts = job_counts(dry_run("--directory", str(workdir), "--configfile", str(edited)))
     assert "pretrain" not in counts and "dataset" not in counts and "label" not in counts
     assert counts["finetune"] == len(config["methods"]) * len(config["seeds"])
+    # only the fine-tuning phase's run config files are rewritten, one per method
+    assert counts["run_config"] == len(config["methods"]), counts
 
 
 @pytest.mark.slow

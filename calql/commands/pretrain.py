@@ -8,20 +8,44 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from calql.commands.common import add_config_args
 from calql.config import load_config
-from calql.training.config import resolve_run_config
+from calql.errors import UsageError
+from calql.training.run_spec import RunSpec, live_tracking_settings, parse_live_tracking
 
 log = logging.getLogger(__name__)
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """Arguments shared by ``pretrain`` and ``finetune``."""
-    add_config_args(p)
-    p.add_argument(
+    source = p.add_argument_group(
+        "the run", "either --run-config (what the workflow passes) or --config, --task and --method (by hand)"
+    )
+    source.add_argument(
+        "--run-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="this phase's resolved run config, as the workflow writes it "
+        "(results/configs/runs/<task>/<method>/<phase>.json); read as it is, nothing resolved again",
+    )
+    source.add_argument(
+        "--live-tracking",
+        default=None,
+        metavar="JSON",
+        help='with --run-config: MLflow live-logging settings ({"experiment", "results_dir", "tracking"}); '
+        "the workflow passes them when tracking.live is on",
+    )
+    source.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="experiment config YAML (e.g. config/config.yaml): validated, then this run is resolved from it",
+    )
+    source.add_argument("--task", default=None, help="with --config: task name, a key of the config's `tasks`")
+    source.add_argument(
         "--method",
-        required=True,
-        help="method to train: a method of the config's `methods` (a registered algorithm or a named variant)",
+        default=None,
+        help="with --config: a method of the config's `methods` (a registered algorithm or a named variant)",
     )
     p.add_argument("--seed", required=True, type=int, help="run seed (network init, sampling, episodes)")
     p.add_argument("--dataset", required=True, type=Path, help="labeled dataset from `calql label`")
@@ -46,24 +70,40 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def run_spec_of(args: argparse.Namespace, phase: str) -> tuple[RunSpec, dict[str, Any]]:
+    """The run to train and the live-tracking settings (``live_logger``'s config): read from
+    --run-config (and --live-tracking), or resolved (once) from --config/--task/--method."""
+    by_hand = {"--config": args.config, "--task": args.task, "--method": args.method}
+    if args.run_config is not None:
+        given = [name for name, value in by_hand.items() if value is not None]
+        if given:
+            raise UsageError(f"--run-config holds the whole run: drop {', '.join(given)}")
+        tracking = parse_live_tracking(args.live_tracking) if args.live_tracking else {}
+        return RunSpec.read(args.run_config, phase), tracking
+    missing = [name for name, value in by_hand.items() if value is None]
+    if missing:
+        raise UsageError(f"give --run-config FILE, or --config, --task and --method (missing: {', '.join(missing)})")
+    if args.live_tracking:
+        raise UsageError("--live-tracking goes with --run-config; with --config the config's `tracking` applies")
+    config = load_config(args.config)
+    return RunSpec.from_config(config, args.task, args.method), live_tracking_settings(config) or {}
+
+
 def run_phase(args: argparse.Namespace, phase: str, train: Callable[..., Path], **kwargs: Any) -> int:
-    """Load and validate the config, open live tracking if asked, run the phase, close tracking."""
+    """Get the run, open live tracking if asked, run the phase, close tracking."""
     from calql.tracking.mlflow_live import live_logger
     from calql.training.guard import failure_record, run_lock
     from calql.training.phase import install_sigterm_handler
 
-    config = load_config(args.config)
+    spec, tracking = run_spec_of(args, phase)
     install_sigterm_handler()
-    run_config = resolve_run_config(config, args.task, args.method)
     # One writer per run for this process's lifetime; a failure leaves RUN/<phase>/error.json.
     with run_lock(args.run_dir, phase, wait=args.lock_wait), failure_record(args.run_dir / phase):
-        live = live_logger(config, run_config, phase, args.seed)
+        live = live_logger(tracking, spec.run, phase, args.seed)
         ok = False
         try:
             out = train(
-                config,
-                args.task,
-                args.method,
+                spec,
                 args.seed,
                 args.dataset,
                 args.run_dir,

@@ -29,6 +29,7 @@ from calql.training.checkpoint import check_identity, load_checkpoint
 from calql.training.config import phase_hash, run_algorithm
 from calql.training.evaluation import run_episode
 from calql.training.phase import LiveLogger, PhaseContext, TrainingPhase, set_aside, termination_requested
+from calql.training.run_spec import RunSpec
 from calql.training.seeding import derive_seed, seed_everything
 
 log = logging.getLogger(__name__)
@@ -263,9 +264,7 @@ class Finetune(TrainingPhase):
 
 
 def run_finetune(
-    config: dict[str, Any],
-    task_name: str,
-    method: str,
+    spec: RunSpec,
     seed: int,
     dataset_path: str | Path,
     run_dir: str | Path,
@@ -276,7 +275,7 @@ def run_finetune(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> Path:
-    """Fine-tune online; returns ``RUN/finetune``.
+    """Fine-tune the run of ``spec`` (one task x method) online with ``seed``; returns ``RUN/finetune``.
 
     ``init`` is the pre-training ``final.pt`` (default ``RUN/pretrain/final.pt``); a method without
     pre-training (e.g. SAC from scratch) starts from a fresh agent. Resumes from ``checkpoints/last.pt``.
@@ -284,9 +283,7 @@ def run_finetune(
     episode end at or after that many env steps, as if the job had been killed there.
     """
     phase = Finetune(
-        config,
-        task_name,
-        method,
+        spec,
         seed,
         dataset_path,
         run_dir,

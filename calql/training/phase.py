@@ -1,7 +1,7 @@
 """One training phase (pre-training or fine-tuning) of one run: the skeleton both phases share.
 
-:class:`TrainingPhase` is the shape of a phase: resolve the run config and load the data, return
-at once if the phase already completed, build the agent and the loop's state, resume from the
+:class:`TrainingPhase` is the shape of a phase: check the resolved run config and load the data,
+return at once if the phase already completed, build the agent and the loop's state, resume from the
 last checkpoint or evaluate the starting point, train (the phase's own loop, in named steps),
 and finish (``final.pt``, then ``run.json``). Around it: the phase's identity and files
 (:class:`PhaseContext`), the resume checkpoints (:func:`save_last`, :func:`load_last`), setting
@@ -28,15 +28,16 @@ import torch
 from tqdm import tqdm
 
 from calql.atomic import write_json
-from calql.config import RewardSpec, TaskSpec, get_task
+from calql.config import RewardSpec, TaskSpec
 from calql.data.format import Dataset, load_dataset
 from calql.errors import CalqlError, CheckpointError, ConfigError, DatasetError
 from calql.provenance import provenance
 from calql.training.buffers import OfflineData, training_arrays
 from calql.training.checkpoint import check_identity, identity_diffs, load_checkpoint, save_checkpoint
-from calql.training.config import phase_hash, resolve_run_config
+from calql.training.config import phase_hash
 from calql.training.evaluation import CalibrationProbe, evaluate, score_spec
 from calql.training.recorder import LiveLogger, PhaseRecorder
+from calql.training.run_spec import RunSpec
 from calql.training.seeding import capture_rng, generator_from_state, generator_state, restore_rng
 
 log = logging.getLogger(__name__)
@@ -318,8 +319,8 @@ def finish_phase(
 class TrainingPhase(abc.ABC):
     """The skeleton of a training phase; :meth:`run` is the same for pre-training and fine-tuning.
 
-    1. resolve the run config (:meth:`check` it), load the labeled data; return at once if the
-       phase already completed with this config;
+    1. :meth:`check` the run config (of the :class:`RunSpec`, resolved before), load the labeled
+       data; return at once if the phase already completed with this config;
     2. :meth:`build` the agent, the sampler, the environments and the phase's own state (given the
        resume checkpoint, if any: fine-tuning then needs no pre-trained checkpoint);
     3. resume everything from that checkpoint, or evaluate the starting point;
@@ -337,9 +338,7 @@ class TrainingPhase(abc.ABC):
 
     def __init__(
         self,
-        config: dict[str, Any],
-        task_name: str,
-        method: str,
+        spec: RunSpec,
         seed: int,
         dataset_path: str | Path,
         run_dir: str | Path,
@@ -349,7 +348,9 @@ class TrainingPhase(abc.ABC):
         progress: bool = True,
         stop_after: int | None = None,
     ) -> None:
-        self.config, self.task_name, self.method, self.seed = config, task_name, method, int(seed)
+        self.spec, self.seed = spec, int(seed)
+        self.run_config: dict[str, Any] = spec.run
+        self.task_name, self.method = spec.task_name, spec.method
         self.dataset_path, self.run_dir = Path(dataset_path), Path(run_dir)
         self.live, self.restart, self.progress, self.stop_after = live, restart, progress, stop_after
         self.counters: Any = self.counters_type()
@@ -358,13 +359,12 @@ class TrainingPhase(abc.ABC):
     # ---- the skeleton ---------------------------------------------------------------------
     def run(self) -> Path:
         """Run (or resume, or skip when complete) the phase; returns ``RUN/<name>``."""
-        self.run_config = resolve_run_config(self.config, self.task_name, self.method)
         self.check(self.run_config)
         self.budget: dict[str, Any] = self.run_config[self.name]
         self.device = setup_torch(self.run_config)
         self.ctx = PhaseContext(
             run=self.run_config,
-            task=get_task(self.config, self.task_name),
+            task=self.spec.task,
             phase=self.name,
             seed=self.seed,
             run_dir=self.run_dir,

@@ -16,6 +16,7 @@ from calql.envs.make import make_env
 from calql.errors import ConfigError
 from calql.training.config import run_algorithm
 from calql.training.phase import LiveLogger, TrainingPhase
+from calql.training.run_spec import RunSpec
 from calql.training.seeding import derive_seed, seed_everything
 
 
@@ -96,9 +97,7 @@ class Pretrain(TrainingPhase):
 
 
 def run_pretrain(
-    config: dict[str, Any],
-    task_name: str,
-    method: str,
+    spec: RunSpec,
     seed: int,
     dataset_path: str | Path,
     run_dir: str | Path,
@@ -108,7 +107,7 @@ def run_pretrain(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> Path:
-    """Pre-train ``method`` on ``task`` with ``seed``; returns ``RUN/pretrain``.
+    """Pre-train the run of ``spec`` (one task x method) with ``seed``; returns ``RUN/pretrain``.
 
     Resumes from ``RUN/pretrain/checkpoints/last.pt`` when present; returns at once if the phase
     already completed with this config. ``stop_after`` (tests) raises
@@ -116,9 +115,7 @@ def run_pretrain(
     been killed there.
     """
     phase = Pretrain(
-        config,
-        task_name,
-        method,
+        spec,
         seed,
         dataset_path,
         run_dir,

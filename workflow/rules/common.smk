@@ -17,7 +17,7 @@ from calql.errors import CalqlError
 from calql import rerun_keys
 from calql.runs import RunKey, runs_dir_of
 from calql.agents import config_methods
-from calql.training.config import resolve_all
+from calql.training.run_spec import RunSpec, live_tracking_settings
 
 # ----------------------------------------------------------------------------- config
 try:
@@ -42,6 +42,8 @@ LOGS = f"logs/{EXPERIMENT}"
 #: The runs folder and one run's folder RUN (calql.runs.RunKey: the layout every stage shares).
 RUNS = runs_dir_of(RESULTS)
 RUN = f"{RUNS}/{RunKey.PATTERN}"
+#: The resolved run config of one phase of a task x method (rule run_config, calql.training.run_spec).
+RUN_CONFIG = f"{RESULTS}/configs/runs/{{task}}/{{method}}/{{phase}}.json"
 #: Methods that pre-train offline (the others, e.g. SAC from scratch, only fine-tune).
 PRETRAINED = [m for m in METHODS if METHOD_SPECS[m].pretrains]
 
@@ -50,9 +52,11 @@ wildcard_constraints:
     task="|".join(re.escape(t) for t in TASKS),
     method="|".join(re.escape(m) for m in METHODS),
     seed=r"\d+",
+    phase="pretrain|finetune",
 
 
-#: The validated config (with --config overrides and defaults) that every job reads as `--config`.
+#: The validated config (with --config overrides and defaults) that the data, MLflow-import and
+#: analysis jobs read as `--config` (training jobs read their phase's RUN_CONFIG file instead).
 #: Its path is fixed per experiment and is not a rule input, so editing a key reruns only the jobs
 #: whose own rerun key (below) changes; it is (re)written when the workflow starts executing.
 CONFIG_FILE = f"{RESULTS}/configs/{EXPERIMENT}.yaml"
@@ -69,7 +73,7 @@ def job_config(wildcards, output) -> str:
 
 
 def write_effective_config() -> None:
-    text = "# Written by the workflow at start: the validated config every job of the run reads.\n"
+    text = "# Written by the workflow at start: the validated config the data, tracking and analysis jobs read.\n"
     text += yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False)
     path = Path(CONFIG_FILE)
     if not path.exists() or path.read_text() != text:
@@ -94,10 +98,11 @@ shell.prefix(
 
 
 # ----------------------------------------------------------------------------- run configs
-# Resolve every (task, method) run config and the analysis settings now, so that a bad `train`
-# or `analysis` key fails before any job starts (the schema leaves those sections to their stages).
+# Resolve every (task, method) run now, the one time it is resolved: a bad `train` or `analysis`
+# key fails here, before any job starts (the schema leaves those sections to their stages). Rule
+# `run_config` (train.smk) writes one file per phase, which that phase's jobs read as it is.
 try:
-    RUN_CONFIGS = resolve_all(config)
+    RUN_SPECS = {(t, m): RunSpec.from_config(config, t, m) for t in TASKS for m in METHODS}
     AnalysisConfig.from_config(config)
 except CalqlError as exc:
     raise WorkflowError(str(exc)) from None
@@ -109,7 +114,7 @@ def log_budgets() -> None:
     for task in TASKS:
         groups: dict[str, list[str]] = {}
         for method in METHODS:
-            run = RUN_CONFIGS[task, method]
+            run = RUN_SPECS[task, method].run
             text = f"finetune {run['finetune']['env_steps']:,} env steps"
             if method in PRETRAINED:
                 text = f"pretrain {run['pretrain']['steps']:,} gradient steps, {text}"
@@ -134,9 +139,31 @@ def label_key(wildcards) -> str:
     return rerun_keys.label_key(config, wildcards.task)
 
 
+def write_run_config(wildcards, path: str, log_path: str) -> None:
+    """Job of rule `run_config`. Saves the workflow's own resolution (calql.training.run_spec). By
+    hand, `calql pretrain --config C --task T --method M` resolves the same run in one step."""
+    RUN_SPECS[wildcards.task, wildcards.method].write(path, wildcards.phase)
+    Path(log_path).write_text(f"wrote {path} (rerun key of the {wildcards.phase} phase: {run_config_key(wildcards)})\n")
+
+
+def run_config_key(wildcards) -> str:
+    """A run config file's rerun key is its phase's (train_key): the file is rewritten exactly
+    when that phase must rerun. (Its copy of the other phase's budget may then be older than the
+    config; the phase does not read it, and its run.json records what the file held.)"""
+    return train_key(wildcards.phase)(wildcards)
+
+
+def live_tracking_option(wildcards, output) -> str:
+    """Param function: ` --live-tracking JSON` when tracking.live is on, else nothing. Taking
+    `output` keeps it out of Snakemake's rerun check (see job_config): where a run is logged
+    changes none of its numbers."""
+    settings = live_tracking_settings(config)
+    return "" if settings is None else f" --live-tracking {shlex.quote(json.dumps(settings, sort_keys=True))}"
+
+
 def train_key(phase: str):
     def key(wildcards) -> str:
-        return rerun_keys.train_key(config, RUN_CONFIGS[wildcards.task, wildcards.method], phase)
+        return rerun_keys.train_key(config, RUN_SPECS[wildcards.task, wildcards.method].run, phase)
 
     return key
 
@@ -187,8 +214,12 @@ def run_files(pattern: str, phase: str) -> list[str]:
 
 
 def finetune_inputs(wildcards) -> dict:
-    """Labeled dataset for every method; the pre-trained checkpoint for methods that pre-train."""
-    inputs = {"dataset": rules.label.output.labeled.format(task=wildcards.task)}
+    """The run config and labeled dataset for every method; the pre-trained checkpoint for
+    methods that pre-train."""
+    inputs = {
+        "run_config": RUN_CONFIG.format(**wildcards, phase="finetune"),
+        "dataset": rules.label.output.labeled.format(task=wildcards.task),
+    }
     if wildcards.method in PRETRAINED:
         inputs["init"] = rules.pretrain.output.checkpoint.format(**wildcards)
     return inputs
