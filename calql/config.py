@@ -48,9 +48,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     msg = error.message
     if error.validator == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
-        extra = [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
-        hints = "".join(suggest(k, allowed) for k in extra)
-        msg = f"unknown key(s) {extra} (allowed: {', '.join(allowed)}).{hints}"
+        unknown = [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
+        hints = "".join(suggest(k, allowed) for k in unknown)
+        msg = f"unknown key(s) {unknown} (allowed: {', '.join(allowed)}).{hints}"
     return f"config error at '{where}': {msg}"
 
 

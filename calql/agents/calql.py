@@ -29,5 +29,5 @@ class CalQLAgent(CQLAgent):
             return q_cur, q_next
         if "mc_returns" not in batch:
             raise KeyError("Cal-QL needs batch['mc_returns'] (the MC return of each transition)")
-        g = batch["mc_returns"]
-        return L.calql_lower_bound(q_cur, g), L.calql_lower_bound(q_next, g)
+        mc_returns = batch["mc_returns"]  # G
+        return L.calql_lower_bound(q_cur, mc_returns), L.calql_lower_bound(q_next, mc_returns)

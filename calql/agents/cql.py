@@ -74,8 +74,8 @@ class CQLAgent(SACAgent):
         # log alpha' = 1.0 initially (alpha' = e); trained only with cql_lagrange, by the critics'
         # Adam group at qf_lr (official).
         log_alpha_prime = nn.Parameter(torch.ones((), device=torch.device(device)))
-        extra = [log_alpha_prime] if config.cql_lagrange else []
-        super().__init__(obs_dim, act_dim, config, device, extra_critic_params=extra)
+        lagrange_params = [log_alpha_prime] if config.cql_lagrange else []
+        super().__init__(obs_dim, act_dim, config, device, other_critic_params=lagrange_params)
         self.log_alpha_prime = log_alpha_prime
         self.action_sets = CQLActionSets(config.cql_n_actions, self.n_backup)
 
@@ -97,13 +97,17 @@ class CQLAgent(SACAgent):
     def _n_uniform_actions(self) -> int:
         return self.cfg.cql_n_actions if self._use_cql else 0
 
-    def _critic_actions(self, batch: dict[str, Tensor], s_act: Tensor, n_act: Tensor, rand: Tensor | None) -> Tensor:
+    def _critic_actions(
+        self, batch: dict[str, Tensor], state_actions: Tensor, next_actions: Tensor, uniform_actions: Tensor | None
+    ) -> Tensor:
         if not self._use_cql:
-            return super()._critic_actions(batch, s_act, n_act, rand)
+            return super()._critic_actions(batch, state_actions, next_actions, uniform_actions)
         sets = self.action_sets
-        assert rand is not None
+        assert uniform_actions is not None
+        data_actions = batch["actions"].unsqueeze(1)
         return torch.cat(
-            [batch["actions"].unsqueeze(1), rand, s_act[:, sets.state_samples], n_act[:, sets.next_samples]], dim=1
+            [data_actions, uniform_actions, state_actions[:, sets.state_samples], next_actions[:, sets.next_samples]],
+            dim=1,
         )
 
     def _policy_values(self, q_cur: Tensor, q_next: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -111,26 +115,26 @@ class CQLAgent(SACAgent):
         return q_cur, q_next
 
     def _regularizer(
-        self, q_all: list[Tensor], batch: dict[str, Tensor], s_logp: Tensor, n_logp: Tensor
+        self, q_all: list[Tensor], batch: dict[str, Tensor], state_logps: Tensor, next_logps: Tensor
     ) -> tuple[list[Tensor] | None, Tensor | None, Metrics]:
         if not self._use_cql:
             return None, None, {}
-        c, sets = self.cfg, self.action_sets
-        lp_cur, lp_next = s_logp[:, sets.state_samples], n_logp[:, sets.next_samples]
+        cfg, sets = self.cfg, self.action_sets
+        logp_cur, logp_next = state_logps[:, sets.state_samples], next_logps[:, sets.next_samples]
         gaps = []
         for q in q_all:
             q_data, q_rand, q_cur, q_next = q[:, sets.data], q[:, sets.uniform], q[:, sets.current], q[:, sets.next]
             q_cur, q_next = self._policy_values(q_cur, q_next, batch)
-            if c.cql_importance_sample:
-                cat = L.cql_cat_is(q_rand, q_next, q_cur, lp_next, lp_cur, self.act_dim)
+            if cfg.cql_importance_sample:
+                logsumexp_terms = L.cql_cat_is(q_rand, q_next, q_cur, logp_next, logp_cur, self.act_dim)
             else:
-                cat = L.cql_cat_raw(q_rand, q_data, q_next, q_cur)
-            gaps.append(L.cql_gap(cat, q_data, c.cql_temp, c.cql_clip_diff_min, c.cql_clip_diff_max))
+                logsumexp_terms = L.cql_cat_raw(q_rand, q_data, q_next, q_cur)
+            gaps.append(L.cql_gap(logsumexp_terms, q_data, cfg.cql_temp, cfg.cql_clip_diff_min, cfg.cql_clip_diff_max))
         metrics: Metrics = {}
         alpha_prime_loss = None
-        if c.cql_lagrange:
+        if cfg.cql_lagrange:
             penalties, alpha_prime_loss, alpha_prime = L.cql_lagrange_losses(
-                self.log_alpha_prime, gaps, self._cql_weight, c.cql_target_action_gap
+                self.log_alpha_prime, gaps, self._cql_weight, cfg.cql_target_action_gap
             )
             metrics["alpha_prime"] = alpha_prime.detach()
             metrics["alpha_prime_loss"] = alpha_prime_loss.detach()
@@ -142,8 +146,8 @@ class CQLAgent(SACAgent):
             cql_min_qf1_loss=penalties[0].detach(),
             cql_min_qf2_loss=penalties[1].detach(),
         )
-        mc = batch.get("mc_returns")
-        if mc is not None:  # fraction of policy-action values below G (before any bound), both critics
-            pol = torch.cat([q[:, sets.policy].detach() for q in q_all], dim=1)
-            metrics["bound_rate"] = L.bound_rate(pol, mc)
+        mc_returns = batch.get("mc_returns")
+        if mc_returns is not None:  # fraction of policy-action values below G (before any bound), both critics
+            policy_q = torch.cat([q[:, sets.policy].detach() for q in q_all], dim=1)
+            metrics["bound_rate"] = L.bound_rate(policy_q, mc_returns)
         return penalties, alpha_prime_loss, metrics

@@ -31,18 +31,21 @@ class IQLAgent(Agent):
 
     def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig, device: str | torch.device) -> None:
         super().__init__(obs_dim, act_dim, config, device)
-        c = config
-        self.policy = IQLPolicy(obs_dim, act_dim, c.hidden, c.dropout, c.log_std_min, c.log_std_max).to(self.device)
+        self.policy = IQLPolicy(
+            obs_dim, act_dim, config.hidden, config.dropout, config.log_std_min, config.log_std_max
+        ).to(self.device)
         # jaxrl initializes every layer, outputs included, orthogonal with gain sqrt(2).
-        self.critics = nn.ModuleList(Critic(obs_dim, act_dim, c.hidden, True, out_gain=_SQRT2) for _ in range(2))
+        self.critics = nn.ModuleList(Critic(obs_dim, act_dim, config.hidden, True, out_gain=_SQRT2) for _ in range(2))
         self.critics.to(self.device)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
-        self.value = ValueNet(obs_dim, c.hidden).to(self.device)
-        self.value_optimizer = make_adam([{"params": list(self.value.parameters()), "lr": c.value_lr}], self.device)
+        self.value = ValueNet(obs_dim, config.hidden).to(self.device)
+        self.value_optimizer = make_adam(
+            [{"params": list(self.value.parameters()), "lr": config.value_lr}], self.device
+        )
         self.optimizer = make_adam(
             [
-                {"params": list(self.policy.parameters()), "lr": c.actor_lr},
-                {"params": list(self.critics.parameters()), "lr": c.critic_lr},
+                {"params": list(self.policy.parameters()), "lr": config.actor_lr},
+                {"params": list(self.critics.parameters()), "lr": config.critic_lr},
             ],
             self.device,
         )
@@ -50,35 +53,37 @@ class IQLAgent(Agent):
         self._target = list(self.target_critics.parameters())
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        c = self.cfg
-        obs, act, nxt = batch["observations"], batch["actions"], batch["next_observations"]
+        cfg = self.cfg
+        obs, act, next_obs = batch["observations"], batch["actions"], batch["next_observations"]
         b = obs.shape[0]
-        a1 = act.unsqueeze(1)
+        data_action = act.unsqueeze(1)
         with torch.no_grad():
-            tq = torch.minimum(self.target_critics[0](obs, a1), self.target_critics[1](obs, a1)).squeeze(1)
+            target_q = torch.minimum(
+                self.target_critics[0](obs, data_action), self.target_critics[1](obs, data_action)
+            ).squeeze(1)
 
         v = self.value(obs)
-        value_loss = L.expectile_loss(tq - v, c.expectile)
+        value_loss = L.expectile_loss(target_q - v, cfg.expectile)
         self.value_optimizer.zero_grad(set_to_none=True)
         value_loss.backward()
         self.value_optimizer.step()
 
         with torch.no_grad():
-            v_all = self.value(torch.cat([obs, nxt], dim=0))
+            v_all = self.value(torch.cat([obs, next_obs], dim=0))
             v_new, next_v = v_all[:b], v_all[b:]
-            adv = tq - v_new
-            weights = L.awr_weights(adv, c.beta, c.max_weight)
-            target = L.td_target(batch["rewards"], batch["dones"], next_v, c.gamma)
+            advantage = target_q - v_new
+            weights = L.awr_weights(advantage, cfg.beta, cfg.max_weight)
+            target = L.td_target(batch["rewards"], batch["dones"], next_v, cfg.gamma)
 
         self.policy.train()
         mean, log_std = self.policy(obs, self.generator)
         actor_loss = L.weighted_nll(weights, IQLPolicy.log_prob(mean, log_std, act))
-        q1, q2 = (critic(obs, a1).squeeze(1) for critic in self.critics)
+        q1, q2 = (critic(obs, data_action).squeeze(1) for critic in self.critics)
         critic_loss = L.mse(q1, target) + L.mse(q2, target)
         self.optimizer.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()
         self.optimizer.step()
-        soft_update(self._target, self._online, c.tau)
+        soft_update(self._target, self._online, cfg.tau)
         self.num_updates += 1
         return {
             "value_loss": value_loss.detach(),
@@ -86,7 +91,7 @@ class IQLAgent(Agent):
             "policy_loss": actor_loss.detach(),
             "v": v.detach().mean(),
             "q_data": q1.detach().mean(),
-            "adv": adv.mean(),
+            "adv": advantage.mean(),
             "adv_weight": weights.mean(),
         }
 

@@ -45,33 +45,38 @@ class SACAgent(Agent):
         act_dim: int,
         config: SACConfig,
         device: str | torch.device,
-        extra_critic_params: list[nn.Parameter] | None = None,
+        other_critic_params: list[nn.Parameter] | None = None,
     ) -> None:
-        """``extra_critic_params``: further parameters trained by the critics' Adam group at
+        """``other_critic_params``: further parameters trained by the critics' Adam group at
         ``qf_lr`` (CQL's Lagrange log alpha')."""
         super().__init__(obs_dim, act_dim, config, device)
-        c = config
         self.policy = TanhGaussianPolicy(
-            obs_dim, act_dim, c.policy_hidden, c.orthogonal_init, c.policy_log_std_multiplier, c.policy_log_std_offset
+            obs_dim,
+            act_dim,
+            config.policy_hidden,
+            config.orthogonal_init,
+            config.policy_log_std_multiplier,
+            config.policy_log_std_offset,
         ).to(self.device)
-        self.critics = nn.ModuleList(Critic(obs_dim, act_dim, c.critic_hidden, c.orthogonal_init) for _ in range(2)).to(
-            self.device
-        )
+        self.critics = nn.ModuleList(
+            Critic(obs_dim, act_dim, config.critic_hidden, config.orthogonal_init) for _ in range(2)
+        ).to(self.device)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.zeros((), device=self.device))
-        self.target_entropy = -float(act_dim) if c.target_entropy is None else float(c.target_entropy)
-        self.n_backup = c.n_backup_actions()
+        self.target_entropy = -float(act_dim) if config.target_entropy is None else float(config.target_entropy)
+        self.n_backup = config.n_backup_actions()
         policy_group = list(self.policy.parameters())
-        if c.use_automatic_entropy_tuning:
+        if config.use_automatic_entropy_tuning:
             policy_group.append(self.log_alpha)  # official: log alpha's Adam uses policy_lr
-        critic_group = list(self.critics.parameters()) + list(extra_critic_params or [])
+        critic_group = list(self.critics.parameters()) + list(other_critic_params or [])
         self.optimizer = make_adam(
-            [{"params": policy_group, "lr": c.policy_lr}, {"params": critic_group, "lr": c.qf_lr}], self.device
+            [{"params": policy_group, "lr": config.policy_lr}, {"params": critic_group, "lr": config.qf_lr}],
+            self.device,
         )
         self._online = list(self.critics.parameters())
         self._target = list(self.target_critics.parameters())
         self._loss_fn: Callable[..., tuple[Tensor, Metrics]] = self._losses
-        if c.compile:
+        if config.compile:
             self._loss_fn = torch.compile(self._losses)
         self._on_phase()
 
@@ -84,14 +89,18 @@ class SACAgent(Agent):
         """Policy samples per next state s': the backup's (CQL adds N)."""
         return self.n_backup
 
-    def _critic_actions(self, batch: dict[str, Tensor], s_act: Tensor, n_act: Tensor, rand: Tensor | None) -> Tensor:
-        """Actions evaluated by each critic at s, [B, K, A]; column 0 is the data action."""
+    def _critic_actions(
+        self, batch: dict[str, Tensor], state_actions: Tensor, next_actions: Tensor, uniform_actions: Tensor | None
+    ) -> Tensor:
+        """Actions evaluated by each critic at s, [B, K, A]; column 0 is the data action. The policy
+        samples at s and s' and the uniform actions are the update's (see :meth:`_losses`)."""
         return batch["actions"].unsqueeze(1)
 
     def _regularizer(
-        self, q_all: list[Tensor], batch: dict[str, Tensor], s_logp: Tensor, n_logp: Tensor
+        self, q_all: list[Tensor], batch: dict[str, Tensor], state_logps: Tensor, next_logps: Tensor
     ) -> tuple[list[Tensor] | None, Tensor | None, Metrics]:
-        """Per-critic extra loss terms, an extra loss on other parameters, metrics (SAC: none)."""
+        """Per-critic penalties added to the Bellman losses, a loss of the other critic-group
+        parameters (CQL's alpha'), metrics (SAC: none)."""
         return None, None, {}
 
     def _n_uniform_actions(self) -> int:
@@ -101,14 +110,16 @@ class SACAgent(Agent):
     # ---- update ----------------------------------------------------------------------------
     def _draw_noise(self, batch_size: int) -> tuple[Tensor, Tensor | None]:
         """All randomness of one update, drawn from the agent's generator in two calls."""
-        k = max(self._n_state_samples(), self._n_next_samples())
-        eps = self._randn(2 * batch_size, k, self.act_dim)
-        rand = None
+        n_samples = max(self._n_state_samples(), self._n_next_samples())
+        eps = self._randn(2 * batch_size, n_samples, self.act_dim)  # policy noise for [s; s']
+        uniform_actions = None
         n_uniform = self._n_uniform_actions()
         if n_uniform:
-            rand = torch.rand(batch_size, n_uniform, self.act_dim, generator=self.generator, device=self.device)
-            rand = rand * 2.0 - 1.0
-        return eps, rand
+            uniform_actions = torch.rand(
+                batch_size, n_uniform, self.act_dim, generator=self.generator, device=self.device
+            )
+            uniform_actions = uniform_actions * 2.0 - 1.0
+        return eps, uniform_actions
 
     def _alpha(self, log_pi: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.cfg.use_automatic_entropy_tuning:
@@ -116,32 +127,37 @@ class SACAgent(Agent):
             return self.log_alpha.exp().detach() * self.cfg.alpha_multiplier, loss
         return torch.full((), self.cfg.alpha_multiplier, device=self.device), None
 
-    def _bellman_target(self, batch: dict[str, Tensor], n_act: Tensor, n_logp: Tensor, alpha: Tensor) -> Tensor:
+    def _bellman_target(
+        self, batch: dict[str, Tensor], next_actions: Tensor, next_logps: Tensor, alpha: Tensor
+    ) -> Tensor:
         """r + gamma (1 - d) [max_k] min_j Qbar_j(s', a'_k) [- alpha log pi], no gradient."""
-        nxt = batch["next_observations"]
-        a, lp = n_act[:, : self.n_backup], n_logp[:, : self.n_backup]
-        tq = torch.minimum(self.target_critics[0](nxt, a), self.target_critics[1](nxt, a))
+        next_obs = batch["next_observations"]
+        backup_actions, backup_logps = next_actions[:, : self.n_backup], next_logps[:, : self.n_backup]
+        target_q = torch.minimum(
+            self.target_critics[0](next_obs, backup_actions), self.target_critics[1](next_obs, backup_actions)
+        )
         if self.cfg.max_target_backup:
-            value, lp1 = L.max_target_backup(tq, lp)
+            value, value_logp = L.max_target_backup(target_q, backup_logps)
         else:
-            value, lp1 = tq[:, 0], lp[:, 0]
+            value, value_logp = target_q[:, 0], backup_logps[:, 0]
         return L.td_target(
             batch["rewards"],
             batch["dones"],
             value,
             self.cfg.gamma,
-            lp1 if self.cfg.backup_entropy else None,
+            value_logp if self.cfg.backup_entropy else None,
             alpha,
         )
 
-    def _losses(self, batch: dict[str, Tensor], eps: Tensor, rand: Tensor | None) -> tuple[Tensor, Metrics]:
+    def _losses(self, batch: dict[str, Tensor], eps: Tensor, uniform_actions: Tensor | None) -> tuple[Tensor, Metrics]:
         """Total loss (sum of disjoint-gradient losses) and metrics; see the module docstring."""
-        obs, nxt = batch["observations"], batch["next_observations"]
+        obs = batch["observations"]
         b = obs.shape[0]
-        mean, log_std = self.policy(torch.cat([obs, nxt], dim=0))
+        mean, log_std = self.policy(torch.cat([obs, batch["next_observations"]], dim=0))
         with torch.no_grad():  # every sample but the actor's is a constant: no autograd over them
-            acts, logps = TanhGaussianPolicy.sample(mean, log_std, eps)
-        s_act, n_act, s_logp, n_logp = acts[:b], acts[b:], logps[:b], logps[b:]
+            actions, logps = TanhGaussianPolicy.sample(mean, log_std, eps)
+        # policy samples at s (the actor's first) and at s' (the backup's first), with log-probs
+        state_actions, next_actions, state_logps, next_logps = actions[:b], actions[b:], logps[:b], logps[b:]
 
         # Entropy temperature and actor (critics as constants); the actor's sample is eps[:b, 0].
         a_pi, logp_pi = TanhGaussianPolicy.sample(mean[:b], log_std[:b], eps[:b, :1])
@@ -153,21 +169,21 @@ class SACAgent(Agent):
         policy_loss = L.sac_actor_loss(logp_pi, q_pi, alpha)
 
         with torch.no_grad():
-            target = self._bellman_target(batch, n_act, n_logp, alpha)
+            target = self._bellman_target(batch, next_actions, next_logps, alpha)
 
         # Critics: one forward each over every action evaluated at s.
-        c_act = self._critic_actions(batch, s_act, n_act, rand)
-        q_all = [critic(obs, c_act) for critic in self.critics]
+        critic_actions = self._critic_actions(batch, state_actions, next_actions, uniform_actions)
+        q_all = [critic(obs, critic_actions) for critic in self.critics]
         bellman = [L.mse(q[:, 0], target) for q in q_all]
-        extra, extra_loss, metrics = self._regularizer(q_all, batch, s_logp, n_logp)
-        qf_losses = bellman if extra is None else [bl + ex for bl, ex in zip(bellman, extra)]
+        penalties, regularizer_loss, metrics = self._regularizer(q_all, batch, state_logps, next_logps)
+        qf_losses = bellman if penalties is None else [bl + pen for bl, pen in zip(bellman, penalties)]
 
         total = policy_loss + qf_losses[0] + qf_losses[1]
         if alpha_loss is not None:
             total = total + alpha_loss
             metrics["alpha_loss"] = alpha_loss.detach()
-        if extra_loss is not None:
-            total = total + extra_loss
+        if regularizer_loss is not None:
+            total = total + regularizer_loss
         metrics.update(
             qf1_loss=qf_losses[0].detach(),
             qf2_loss=qf_losses[1].detach(),
@@ -178,14 +194,14 @@ class SACAgent(Agent):
             q_data=q_all[0][:, 0].detach().mean(),
             target_q=target.mean(),
         )
-        if extra is not None:
+        if penalties is not None:
             metrics["qf1_bellman_loss"] = bellman[0].detach()
             metrics["qf2_bellman_loss"] = bellman[1].detach()
         return total, metrics
 
     def update(self, batch: dict[str, Tensor]) -> Metrics:
-        eps, rand = self._draw_noise(batch["observations"].shape[0])
-        total, metrics = self._loss_fn(batch, eps, rand)
+        eps, uniform_actions = self._draw_noise(batch["observations"].shape[0])
+        total, metrics = self._loss_fn(batch, eps, uniform_actions)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()

@@ -17,7 +17,7 @@ Cell = tuple[int, int]
 
 def free_cells(maze_map: list[list[int | str]]) -> list[Cell]:
     """Cells that are not walls (value 1), in row-major order."""
-    return [(r, c) for r, row in enumerate(maze_map) for c, v in enumerate(row) if v != 1 and v != "1"]
+    return [(row, col) for row, cells in enumerate(maze_map) for col, v in enumerate(cells) if v != 1 and v != "1"]
 
 
 def next_hop_table(maze_map: list[list[int | str]]) -> dict[Cell, dict[Cell, Cell]]:
@@ -29,8 +29,8 @@ def next_hop_table(maze_map: list[list[int | str]]) -> dict[Cell, dict[Cell, Cel
         queue = deque([goal])
         while queue:
             cur = queue.popleft()
-            r, c = cur
-            for nb in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            row, col = cur
+            for nb in ((row - 1, col), (row + 1, col), (row, col - 1), (row, col + 1)):
                 if nb in free and nb not in hops:
                     hops[nb] = cur  # from nb, step toward cur (one step closer to goal)
                     queue.append(nb)
@@ -48,8 +48,8 @@ class WaypointController:
         self.table = next_hop_table(maze.maze_map)
 
     def cell_of(self, xy: np.ndarray) -> Cell:
-        r, c = self.maze.cell_xy_to_rowcol(np.asarray(xy))
-        return int(r), int(c)
+        row, col = self.maze.cell_xy_to_rowcol(np.asarray(xy))
+        return int(row), int(col)
 
     def action(self, pos: np.ndarray, vel: np.ndarray, goal_cell: Cell, goal_xy: np.ndarray) -> np.ndarray:
         """Action that moves from ``pos`` toward ``goal_xy`` inside ``goal_cell``."""

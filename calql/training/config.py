@@ -196,10 +196,10 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
     for where, block_values in blocks:
         block = dict(block_values or {})
         if _REWARD_KEY in block:
-            extra = set(block[_REWARD_KEY]) - set(_REWARD_FIELDS)
-            if extra:
+            unknown = set(block[_REWARD_KEY]) - set(_REWARD_FIELDS)
+            if unknown:
                 raise ConfigError(
-                    f"{where}.reward: unknown key(s) {sorted(extra)} (allowed: {', '.join(_REWARD_FIELDS)})"
+                    f"{where}.reward: unknown key(s) {sorted(unknown)} (allowed: {', '.join(_REWARD_FIELDS)})"
                 )
             reward_over.update(block.pop(_REWARD_KEY))
         hparams = _merge_hparams(hparams, block)

@@ -193,10 +193,10 @@ class Finetune(TrainingPhase):
 
     # ---- the loop -----------------------------------------------------------------------------
     def train(self) -> None:
-        c = self.counters
+        counters = self.counters
         while True:
-            if c.pending == 0 and c.boundary_done:
-                if c.env_steps >= self.total:
+            if counters.pending == 0 and counters.boundary_done:
+                if counters.env_steps >= self.total:
                     break
                 self.collect_episode()
             self.train_on_episode()
@@ -205,14 +205,16 @@ class Finetune(TrainingPhase):
     def collect_episode(self) -> None:
         """One full episode with the stochastic policy, labeled like the offline data and added to
         the buffer; it owes ``length x utd_ratio`` gradient steps (a fractional UTD carries over)."""
-        c = self.counters
-        random_phase = c.env_steps < int(self.budget.get("random_steps", 0))
+        counters = self.counters
+        random_phase = counters.env_steps < int(self.budget.get("random_steps", 0))
         actor = (
-            UniformRandomActor(self.ctx.act_dim, derive_seed(self.seed, "finetune", "random", c.episodes))
+            UniformRandomActor(self.ctx.act_dim, derive_seed(self.seed, "finetune", "random", counters.episodes))
             if random_phase
             else self.agent
         )
-        ep = run_episode(self.env, actor, derive_seed(self.seed, "finetune", "train", c.episodes), False, self.device)
+        ep = run_episode(
+            self.env, actor, derive_seed(self.seed, "finetune", "train", counters.episodes), False, self.device
+        )
         train_rewards, mc = mc_returns_for_episode(
             ep["rewards"], ep["terminals"], self.reward_spec, self.run_config["gamma"]
         )
@@ -227,39 +229,43 @@ class Finetune(TrainingPhase):
             }
         )
         length = len(ep["rewards"])
-        c.env_steps += length
-        c.episodes += 1
-        c.train_successes += int(ep["success"])
+        counters.env_steps += length
+        counters.episodes += 1
+        counters.train_successes += int(ep["success"])
         self.progress_bar(length)
         if not random_phase:  # RLPD's start_training: no gradient steps for the random episodes
-            c.grad_debt += length * float(self.budget["utd_ratio"])
-        c.pending = int(c.grad_debt)
-        c.grad_debt -= c.pending
-        c.boundary_done = False
+            counters.grad_debt += length * float(self.budget["utd_ratio"])
+        counters.pending = int(counters.grad_debt)
+        counters.grad_debt -= counters.pending
+        counters.boundary_done = False
 
     def train_on_episode(self) -> None:
         """The pending gradient steps of the last episode; on SIGTERM, checkpoint between two."""
-        c, batch_size = self.counters, int(self.budget["batch_size"])
-        while c.pending > 0:
+        counters, batch_size = self.counters, int(self.budget["batch_size"])
+        while counters.pending > 0:
             metrics = self.agent.update(mixed_batch(self.offline, self.buffer, batch_size, self.mixing, self.sampler))
-            c.grad_step += 1
-            c.pending -= 1
-            self.recorder.accumulate(metrics, c.grad_step)
+            counters.grad_step += 1
+            counters.pending -= 1
+            self.recorder.accumulate(metrics, counters.grad_step)
             if termination_requested():
                 self.save()
-                self.stop_if_terminated(f"env step {c.env_steps}, gradient step {c.grad_step}")
+                self.stop_if_terminated(f"env step {counters.env_steps}, gradient step {counters.grad_step}")
 
     def episode_boundary(self) -> None:
         """Evaluation and periodic checkpoint at the end of the episode, once."""
-        c = self.counters
-        if c.env_steps >= c.next_eval or c.env_steps >= self.total:
+        counters = self.counters
+        if counters.env_steps >= counters.next_eval or counters.env_steps >= self.total:
             self.evaluate_now()
-            c.next_eval = _next_multiple(c.env_steps, int(self.budget["eval_every_env_steps"]))
-        c.boundary_done = True
-        if c.env_steps < self.total and (c.env_steps >= c.next_checkpoint or self.checkpoint_overdue()):
-            c.next_checkpoint = _next_multiple(c.env_steps, int(self.budget["checkpoint_every_env_steps"]))
+            counters.next_eval = _next_multiple(counters.env_steps, int(self.budget["eval_every_env_steps"]))
+        counters.boundary_done = True
+        if counters.env_steps < self.total and (
+            counters.env_steps >= counters.next_checkpoint or self.checkpoint_overdue()
+        ):
+            counters.next_checkpoint = _next_multiple(
+                counters.env_steps, int(self.budget["checkpoint_every_env_steps"])
+            )
             self.save()
-            self.stop_if_terminated(f"env step {c.env_steps}, gradient step {c.grad_step}")
+            self.stop_if_terminated(f"env step {counters.env_steps}, gradient step {counters.grad_step}")
         self.stop_if_asked("env step")
 
 

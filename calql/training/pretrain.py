@@ -75,14 +75,14 @@ class Pretrain(TrainingPhase):
 
     # ---- the loop -----------------------------------------------------------------------------
     def train(self) -> None:
-        c, total = self.counters, self.total
-        while c.grad_step < total:
+        counters, total = self.counters, self.total
+        while counters.grad_step < total:
             self.gradient_step()
-            if c.grad_step % int(self.budget["eval_every"]) == 0 or c.grad_step == total:
+            if counters.grad_step % int(self.budget["eval_every"]) == 0 or counters.grad_step == total:
                 self.evaluate_now()
-            if c.grad_step < total and self.checkpoint_due():
+            if counters.grad_step < total and self.checkpoint_due():
                 self.save()
-                self.stop_if_terminated(f"gradient step {c.grad_step}")
+                self.stop_if_terminated(f"gradient step {counters.grad_step}")
             self.stop_if_asked("gradient step")
 
     def gradient_step(self) -> None:

@@ -18,8 +18,8 @@ import torch
 
 def derive_seed(seed: int, *names: str | int) -> int:
     """A 32-bit seed for the stream ``names`` of run ``seed`` (stable across processes and versions)."""
-    key = [zlib.crc32(str(n).encode()) for n in names]
-    return int(np.random.SeedSequence(entropy=int(seed), spawn_key=key).generate_state(1)[0])
+    stream = [zlib.crc32(str(n).encode()) for n in names]
+    return int(np.random.SeedSequence(entropy=int(seed), spawn_key=stream).generate_state(1)[0])
 
 
 def seed_everything(seed: int) -> None:
