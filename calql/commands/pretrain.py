@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from calql.commands.common import add_config_args
 from calql.config import load_config
 from calql.errors import UsageError
 from calql.training.run_spec import RunSpec, live_tracking_settings, parse_live_tracking
@@ -35,13 +36,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help='with --run-config: MLflow live-logging settings ({"experiment", "results_dir", "tracking"}); '
         "the workflow passes them when tracking.live is on",
     )
-    source.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="experiment config YAML (e.g. config/config.yaml): validated, then this run is resolved from it",
-    )
-    source.add_argument("--task", default=None, help="with --config: task name, a key of the config's `tasks`")
+    add_config_args(source, required=False)
     source.add_argument(
         "--method",
         default=None,
