@@ -89,7 +89,8 @@ class RunSpec:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise ConfigError(
                 f"run config file {path} has format {found!r}, expected {FORMAT}: it was written "
-                f"by another version of calql; rerun the workflow (or pass --config) to rewrite it"
+                f"by another version of calql; delete it and rerun the workflow to write it again (its "
+                f"phase then reruns), or run the phase by hand with --config --task --method"
             )
         run, task = data.get("run"), data.get("task")
         if not isinstance(run, dict) or not {"task", "method", phase} <= set(run) or not isinstance(task, dict):
