@@ -44,6 +44,13 @@ RUNS = runs_dir_of(RESULTS)
 RUN = f"{RUNS}/{RunKey.PATTERN}"
 #: The resolved run config of one phase of a task x method (rule run_config, calql.training.run_spec).
 RUN_CONFIG = f"{RESULTS}/configs/runs/{{task}}/{{method}}/{{phase}}.json"
+
+
+def run_config_of(phase: str) -> str:
+    """RUN_CONFIG of one phase, a pattern in {task} and {method}: that phase's rule input."""
+    return RUN_CONFIG.replace("{phase}", phase)
+
+
 #: Methods that pre-train offline (the others, e.g. SAC from scratch, only fine-tune).
 PRETRAINED = [m for m in METHODS if METHOD_SPECS[m].pretrains]
 
@@ -217,7 +224,7 @@ def finetune_inputs(wildcards) -> dict:
     """The run config and labeled dataset for every method; the pre-trained checkpoint for
     methods that pre-train."""
     inputs = {
-        "run_config": RUN_CONFIG.format(**wildcards, phase="finetune"),
+        "run_config": run_config_of("finetune").format(**wildcards),
         "dataset": rules.label.output.labeled.format(task=wildcards.task),
     }
     if wildcards.method in PRETRAINED:

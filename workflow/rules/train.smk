@@ -21,7 +21,7 @@ rule run_config:
 
 rule pretrain:
     input:
-        run_config=RUN_CONFIG.replace("{phase}", "pretrain"),
+        run_config=run_config_of("pretrain"),
         dataset=rules.label.output.labeled,
     output:
         metrics=f"{RUN}/pretrain/metrics.csv",
