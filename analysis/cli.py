@@ -55,6 +55,29 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_runs(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from analysis.io import write_csv
+    from analysis.run_checks import check_results, check_rows, check_runs
+
+    config, _ = _load(args)
+    if config is None:
+        raise CalqlError("check-runs needs --config (its tasks set each run's episode cap and conventions)")
+    results = _path(args.results_dir, config, "", "--results-dir")
+    out = _path(args.out, config, "summary/run_checks.csv", "--out")
+    write_csv(pd.DataFrame(check_rows(check_runs(results, config))), out)
+    log.info("wrote %s", out)
+    problems = check_results(results, config)
+    for line in problems:
+        log.error("%s", line)
+    if problems:
+        log.error("%d check(s) failed (details in %s)", len(problems), out)
+        return 1
+    log.info("every run phase passed its checks")
+    return 0
+
+
 def _write_stats(scores: Any, summary: Path, settings: Any) -> None:
     from analysis.io import write_csv
     from analysis.stats import aggregate_stats, per_task_stats
@@ -206,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--summary-dir", help="summary folder (default R/summary)")
     p.add_argument("--out-dir", help="tables folder (default <summary-dir>/tables)")
+
+    p = add(
+        "check-runs",
+        cmd_check_runs,
+        "Check every expected run's files against its domain's conventions (episode lengths within "
+        "the cap, episodes ending at success where the domain ends them there, Kitchen episodes "
+        "running to the cap, scores in [0, 100], gradient steps made, a conventions table per "
+        "task); write one row per run phase to R/summary/run_checks.csv; exit 1 on any failure.",
+    )
+    p.add_argument("--results-dir", help="results folder R (default: the config's results_dir)")
+    p.add_argument("--out", help="CSV to write (default R/summary/run_checks.csv)")
 
     p = add("all", cmd_all, "Run aggregate (with stats), tables and figures in order (for use by hand).")
     p.add_argument("--results-dir", help="results folder R (default: the config's results_dir)")

@@ -77,13 +77,49 @@ def validate_section(name: str, section: Any) -> dict[str, Any]:
     return section
 
 
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+#: Top-level key naming a base config (relative to the file) that the file's keys override.
+EXTENDS_KEY = "extends"
+
+
+def merge_config(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: mappings merge key by key, anything else (lists too) is replaced,
+    as Snakemake merges several ``--configfile`` files."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_file(path: str | os.PathLike[str], _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Parse a config file without validating it (the workflow merges overrides first).
 
     A YAML syntax error names the file, line and column (1-based), which Snakemake's own loader
-    does not.
+    does not. ``extends: BASE`` (a path relative to the file) makes the file an overlay: its keys
+    override BASE's, read the same way (so ``config/paper-smoke.yaml`` is ``config/paper.yaml``
+    with smaller budgets, by construction).
     """
     path = Path(path)
+    config = _read_yaml(path)
+    base_name = config.pop(EXTENDS_KEY, None)
+    if base_name is None:
+        return config
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{path}: '{EXTENDS_KEY}' must be a file path, got {base_name!r}")
+    base_path = (path.parent / base_name).resolve()
+    if base_path in _chain or base_path == path.resolve():
+        raise ConfigError(f"{path}: '{EXTENDS_KEY}: {base_name}' makes a cycle of config files")
+    try:
+        base = read_config_file(base_path, (*_chain, path.resolve()))
+    except ConfigError as exc:
+        raise ConfigError(f"{path} extends {base_name}: {exc}") from exc
+    return merge_config(base, config)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """One YAML file as a mapping; errors name the file (and line and column)."""
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
     try:

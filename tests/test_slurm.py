@@ -165,11 +165,15 @@ def test_test_config_through_slurm_survives_a_cancelled_job(tmp_path: Path) -> N
     assert canceller.cancelled, canceller.error
     assert result.returncode == 0, out[-8000:]
     assert "Job stats" in out
-    # Every job went through sbatch (the plugin reports each submission), plus the one retry.
+    # Every job but the local ones went through sbatch (the plugin reports each submission), plus
+    # the one retry; `dataset` ran on the submit host (it may download: compute nodes have no
+    # internet on most clusters), `label` on a node.
     submitted = [line for line in out.splitlines() if "has been submitted with SLURM jobid" in line]
     n_pre = len([m for m in config["methods"] if m != "sac"]) * len(config["seeds"]) * len(config["tasks"])
     n_fine = len(config["methods"]) * len(config["seeds"]) * len(config["tasks"])
-    assert len(submitted) == 2 * len(config["tasks"]) + n_pre + n_fine + 1, submitted
+    assert len(submitted) == len(config["tasks"]) + n_pre + n_fine + 1, submitted
+    assert any("slurm/label/" in line for line in submitted), submitted  # logs/slurm/<rule>/...
+    assert not any("slurm/dataset/" in line for line in submitted), submitted
     assert any(f"SLURM jobid {canceller.cancelled} " in line for line in submitted)
     # The retry resumed from the checkpoint the cancelled job wrote; it did not start over.
     log = (workdir / "logs" / config["experiment"] / "pretrain" / task / method / f"seed{seed}.log").read_text()

@@ -48,6 +48,11 @@ def is_maze(env_id: str) -> bool:
     return env_id.startswith(("PointMaze", "AntMaze"))
 
 
+def ends_at_success(task: TaskSpec) -> bool:
+    """Whether an episode of ``task`` ends at its first success (mazes, Adroit); Kitchen runs to the cap."""
+    return is_maze(task.env_id) or task.domain in SUCCESS_TERMINATES
+
+
 def default_env_kwargs(task: TaskSpec) -> dict[str, Any]:
     """Kwargs that give episodic success termination; the task's own kwargs win."""
     kwargs: dict[str, Any] = {}

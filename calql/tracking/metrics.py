@@ -41,12 +41,17 @@ BASE_COLUMNS = (
 #: Trailing columns; excluded when comparing runs for reproducibility (they measure the machine).
 TIMING_COLUMNS = ("perf/grad_steps_per_s", "perf/env_steps_per_s", "wall_time_s")
 TRAIN_PREFIX = "train/"
+#: How the evaluation episodes ended (lengths, terminations; calql.training.evaluation.evaluate).
+EVAL_PREFIX = "eval/"
 
 
 def columns_of(rows: Iterable[dict[str, Any]]) -> list[str]:
-    """Base columns, then every ``train/*`` column seen (sorted), then the timing columns."""
-    train = sorted({k for row in rows for k in row if k.startswith(TRAIN_PREFIX)})
-    return [*BASE_COLUMNS, *train, *TIMING_COLUMNS]
+    """Base columns, then every ``eval/*`` and ``train/*`` column seen (each sorted), then the
+    timing columns."""
+    seen = {k for row in rows for k in row}
+    evals = sorted(k for k in seen if k.startswith(EVAL_PREFIX))
+    train = sorted(k for k in seen if k.startswith(TRAIN_PREFIX))
+    return [*BASE_COLUMNS, *evals, *train, *TIMING_COLUMNS]
 
 
 def _fmt(value: Any) -> str:

@@ -66,10 +66,11 @@ def _act(agent: Any, obs: np.ndarray, deterministic: bool, device: torch.device)
 def run_episode(
     env: gym.Env, agent: Any, seed: int, deterministic: bool, device: torch.device
 ) -> dict[str, np.ndarray | bool]:
-    """One episode from ``env.reset(seed=seed)``; arrays of the transitions plus success."""
+    """One episode from ``env.reset(seed=seed)``; arrays of the transitions plus success and the
+    index of the first step whose ``info["success"]`` was true (-1: never)."""
     obs, _ = env.reset(seed=seed)
     observations, actions, rewards, next_obs, terminals = [], [], [], [], []
-    success = False
+    first_success = -1
     while True:
         action = _act(agent, obs, deterministic, device)
         nxt, reward, terminated, truncated, info = env.step(action)
@@ -78,7 +79,8 @@ def run_episode(
         rewards.append(float(reward))
         next_obs.append(nxt)
         terminals.append(bool(terminated))
-        success = success or bool(info.get("success", False))
+        if first_success < 0 and bool(info.get("success", False)):
+            first_success = len(rewards) - 1
         obs = nxt
         if terminated or truncated:
             break
@@ -88,7 +90,8 @@ def run_episode(
         "rewards": np.asarray(rewards, dtype=np.float32),
         "next_observations": np.asarray(next_obs, dtype=np.float32),
         "terminals": np.asarray(terminals, dtype=bool),
-        "success": success,
+        "success": first_success >= 0,
+        "first_success": first_success,
     }
 
 
@@ -102,13 +105,22 @@ def evaluate(
     score: ScoreSpec,
     device: torch.device,
 ) -> dict[str, float]:
-    """``episodes`` deterministic episodes; each reset is seeded from (seed, phase, eval index, episode)."""
-    returns, successes, last = [], [], []
+    """``episodes`` deterministic episodes; each reset is seeded from (seed, phase, eval index, episode).
+
+    Besides the score, the row records how the episodes ended (``eval/*``), so that a finished
+    run can be checked against its domain's conventions without rerunning it: the longest episode
+    (never above the env's cap), the share that terminated (rather than hit the cap), and the
+    share that went on after their first success (0 where the episode must end at success).
+    """
+    returns, successes, last, lengths, terminated, continued = [], [], [], [], [], []
     for ep in range(episodes):
         traj = run_episode(env, agent, derive_seed(seed, phase, "eval", eval_index, ep), True, device)
         returns.append(float(np.sum(traj["rewards"], dtype=np.float64)))
         successes.append(float(traj["success"]))
         last.append(float(traj["rewards"][-1]))
+        lengths.append(len(traj["rewards"]))
+        terminated.append(float(traj["terminals"][-1]))
+        continued.append(float(traj["success"] and traj["first_success"] < len(traj["rewards"]) - 1))
     ret, succ = float(np.mean(returns)), float(np.mean(successes))
     if score.mode == "return":
         value = float(np.mean([score.normalize(r) for r in returns]))
@@ -116,7 +128,15 @@ def evaluate(
         value = 100.0 * succ
     else:
         value = float(np.mean([score.normalize(r) for r in last]))
-    return {"score": value, "success_rate": succ, "return_mean": ret}
+    return {
+        "score": value,
+        "success_rate": succ,
+        "return_mean": ret,
+        "eval/episode_length_mean": float(np.mean(lengths)),
+        "eval/episode_length_max": int(max(lengths)),
+        "eval/terminated_rate": float(np.mean(terminated)),
+        "eval/continued_after_success_rate": float(np.mean(continued)),
+    }
 
 
 class CalibrationProbe:
