@@ -36,6 +36,8 @@ def test_pretrain_and_finetune_resume_exactly(tmp_path: Path, labeled_dataset: P
     from calql.training.pretrain import run_pretrain
 
     cfg = load_config(make_config(tmp_path))
+    if method == "awac":  # its pooled FIFO (2,000 offline rows) starts evicting offline rows at env step 151
+        cfg["train"]["per_task"] = {"umaze": {"finetune": {"buffer_size": 2150}}}
     ref, crash = tmp_path / "ref", tmp_path / "crash"
     run_pretrain(RunSpec.from_config(cfg, "umaze", method), 3, labeled_dataset, ref, progress=False)
     run_finetune(RunSpec.from_config(cfg, "umaze", method), 3, labeled_dataset, ref, progress=False)

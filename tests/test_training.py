@@ -17,7 +17,14 @@ import torch
 from calql.config import RewardSpec, load_config
 from calql.errors import CheckpointError, ConfigError, TrainingDivergedError
 from calql.tracking.metrics import TIMING_COLUMNS, read_metrics
-from calql.training.buffers import CLIP_ACTION, OfflineData, OnlineBuffer, mixed_batch, training_arrays
+from calql.training.buffers import (
+    CLIP_ACTION,
+    OfflineData,
+    OnlineBuffer,
+    PooledReplay,
+    mixed_batch,
+    training_arrays,
+)
 from calql.training.config import phase_hash, resolve_all, resolve_run_config
 from calql.training.run_spec import RunSpec
 from tests.conftest import UMAZE_TASK, write_config
@@ -223,19 +230,21 @@ def test_mixed_batch_composition() -> None:
 
 
 def test_pooled_batches_sample_offline_and_online_rows_uniformly() -> None:
-    """pool_offline (AWAC-F's one replay buffer): each row is offline with probability
-    n_offline / (n_offline + n_online), so the offline share falls as the online buffer grows."""
+    """pool_offline (AWAC-F's one replay buffer), before it is full: each row is offline with
+    probability n_offline / (n_offline + n_online), so the offline share falls as the online
+    buffer grows (eviction: tests/test_baseline_schedules.py)."""
     off = OfflineData(_arrays(30, start=-100), torch.device("cpu"))
     buf = OnlineBuffer(100, 3, 2, torch.device("cpu"))
+    pool = PooledReplay(off, buf, 1000)
     buf.add(_arrays(10))
     rng = np.random.default_rng(0)
-    share = np.mean([float((mixed_batch(off, buf, 64, None, rng)["rewards"] < 0).float().mean()) for _ in range(200)])
+    share = np.mean([float((pool.sample(64, rng)["rewards"] < 0).float().mean()) for _ in range(200)])
     assert abs(share - 30 / 40) < 0.02, share
     buf.add(_arrays(90))
-    share = np.mean([float((mixed_batch(off, buf, 64, None, rng)["rewards"] < 0).float().mean()) for _ in range(200)])
+    share = np.mean([float((pool.sample(64, rng)["rewards"] < 0).float().mean()) for _ in range(200)])
     assert abs(share - 30 / 130) < 0.02, share
-    first = mixed_batch(off, buf, 64, None, np.random.default_rng(5))["rewards"]
-    assert torch.equal(first, mixed_batch(off, buf, 64, None, np.random.default_rng(5))["rewards"])
+    first = pool.sample(64, np.random.default_rng(5))["rewards"]
+    assert torch.equal(first, pool.sample(64, np.random.default_rng(5))["rewards"])
 
 
 def test_training_arrays_clip_actions_and_relabel(labeled_dataset: Path) -> None:

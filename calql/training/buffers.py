@@ -1,10 +1,16 @@
-"""Training data on the device: the fixed offline dataset and the online FIFO replay buffer.
+"""Training data on the device: the fixed offline dataset, the online FIFO replay buffer, and the
+two ways fine-tuning batches combine them.
 
-Both hand out batches with the agent's keys (``observations, actions, rewards, next_observations,
+All hand out batches with the agent's keys (``observations, actions, rewards, next_observations,
 dones, mc_returns``). Indices come from a numpy ``Generator`` owned by the training loop, so
-sampling is reproducible and its state goes into checkpoints. The offline data stay a separate
-array that online data never overwrite (spec 3); fine-tuning batches concatenate
-``int(batch * mixing_ratio)`` offline rows with the rest from the online buffer (spec 4).
+sampling is reproducible and its state goes into checkpoints.
+
+- :class:`MixedReplay` (official Cal-QL, IQL-F, RLPD): the offline data stay a separate array that
+  online data never overwrite; each batch is ``int(batch * mixing_ratio)`` offline rows, then the
+  rest from the online buffer.
+- :class:`PooledReplay` (AWAC-F): ONE FIFO buffer of capacity ``finetune.buffer_size`` that the
+  offline data fill first and online transitions then overwrite, oldest (offline) rows first,
+  sampled uniformly (jaxrl ``ReplayBuffer``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from calql.config import RewardSpec
 from calql.data.format import Dataset
 from calql.data.mc_returns import label_returns
 from calql.data.preprocess import split_observations
-from calql.errors import DatasetError
+from calql.errors import ConfigError, DatasetError
 
 #: Dataset actions are clipped to this (official ``clip_action``) so tanh-policy log-probs stay finite.
 CLIP_ACTION = 0.99999
@@ -74,7 +80,10 @@ class OfflineData:
 
 
 class OnlineBuffer:
-    """FIFO replay of online transitions (with their MC returns), preallocated on the device."""
+    """FIFO replay of online transitions (with their MC returns), preallocated on the device.
+
+    The ``added``-th transition ever added (0-based) sits at row ``added % capacity``:
+    :class:`PooledReplay` relies on it to find the rows of its one FIFO."""
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
         self.capacity = int(capacity)
@@ -90,6 +99,7 @@ class OnlineBuffer:
         }
         self.ptr = 0
         self.size = 0
+        self.added = 0
 
     def add(self, arrays: dict[str, np.ndarray]) -> None:
         """Append one episode's transitions (oldest overwritten when full)."""
@@ -105,6 +115,17 @@ class OnlineBuffer:
                     self.tensors[k][: m - first] = src[first:]
             self.ptr = (self.ptr + m) % self.capacity
             self.size = min(self.size + m, self.capacity)
+        self.added += n
+
+    def set_latest(self, key: str, values: np.ndarray) -> None:
+        """Overwrite ``key`` of the ``len(values)`` transitions added last (those still stored).
+
+        Per-step fine-tuning adds an episode's transitions before its MC returns are known; they
+        are written here when the episode ends."""
+        m = min(len(values), self.size)
+        rows = torch.as_tensor((self.ptr - m + np.arange(m)) % self.capacity, device=self.device)
+        src = np.asarray(values[len(values) - m :], dtype=np.float32)
+        self.tensors[key][rows] = torch.as_tensor(src, device=self.device)
 
     def sample(self, n: int, rng: np.random.Generator) -> Batch:
         if self.size == 0:
@@ -116,6 +137,7 @@ class OnlineBuffer:
         return {
             "ptr": self.ptr,
             "size": self.size,
+            "added": self.added,
             "capacity": self.capacity,
             "tensors": {k: v[: self.size].cpu().clone() for k, v in self.tensors.items()},
         }
@@ -124,6 +146,7 @@ class OnlineBuffer:
         if int(state["capacity"]) != self.capacity:
             raise ValueError(f"buffer capacity {state['capacity']} in the checkpoint, {self.capacity} configured")
         self.ptr, self.size = int(state["ptr"]), int(state["size"])
+        self.added = int(state.get("added", self.size))  # older checkpoints: never wrapped if pooled
         for k, v in state["tensors"].items():
             self.tensors[k][: self.size] = v.to(self.device)
 
@@ -132,18 +155,11 @@ def mixed_batch(
     offline: OfflineData | None,
     online: OnlineBuffer,
     batch_size: int,
-    mixing_ratio: float | None,
+    mixing_ratio: float,
     rng: np.random.Generator,
 ) -> Batch:
-    """``int(batch_size * mixing_ratio)`` offline rows then the rest online (official order).
-
-    ``mixing_ratio=None`` pools the two: rows are drawn uniformly from the offline data and the
-    online buffer together, as when online data are appended to the offline replay buffer (AWAC-F),
-    so the offline share falls as the online buffer grows."""
-    if offline is not None and mixing_ratio is None:
-        n_off = int((rng.integers(0, offline.size + online.size, size=batch_size) < offline.size).sum())
-    else:
-        n_off = int(batch_size * (mixing_ratio or 0.0)) if offline is not None else 0
+    """``int(batch_size * mixing_ratio)`` offline rows then the rest online (official order)."""
+    n_off = int(batch_size * mixing_ratio) if offline is not None else 0
     n_on = batch_size - n_off
     if n_off == 0:
         return online.sample(n_on, rng)
@@ -152,3 +168,70 @@ def mixed_batch(
         return off
     on = online.sample(n_on, rng)
     return {k: torch.cat([off[k], on[k]], dim=0) for k in BATCH_KEYS}
+
+
+class MixedReplay:
+    """Offline data kept apart from the online FIFO; batches of a fixed offline share (Cal-QL's
+    ``mixing_ratio``; IQL-F's ``MixingReplayBuffer``; RLPD's ``offline_ratio``)."""
+
+    def __init__(self, offline: OfflineData | None, online: OnlineBuffer, mixing_ratio: float) -> None:
+        self.offline = offline if mixing_ratio > 0 else None
+        self.online = online
+        self.mixing_ratio = float(mixing_ratio)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        return mixed_batch(self.offline, self.online, batch_size, self.mixing_ratio, rng)
+
+
+class PooledReplay:
+    """AWAC-F's one replay buffer: a FIFO of ``capacity`` rows (slots), sampled uniformly.
+
+    As jaxrl's ``ReplayBuffer`` (nakamotoo/jaxrl, branch dev_mitsuhiko @ 1c7459c,
+    ``jaxrl/datasets/replay_buffer.py``; ``examples/train_finetuning.py`` builds it with
+    ``replay_buffer_size`` = 1e6, ``examples/configs/awac_default.py``): ``initialize_with_dataset``
+    puts the N offline rows in slots 0..N-1 in dataset order (it asserts N <= capacity; refused
+    here too) and sets the insert index to N; online transition t (0-based) goes to slot
+    ``(N + t) % capacity``, so once full, online data overwrite the offline rows first, then the
+    oldest online ones; ``sample`` draws slots uniformly from ``[0, size)``.
+
+    Nothing is copied: the offline rows stay in :class:`OfflineData` and the online ones in the
+    :class:`OnlineBuffer` (which must hold at least the online rows still in the pool); a slot
+    is mapped to the newest transition written to it.
+    """
+
+    def __init__(self, offline: OfflineData, online: OnlineBuffer, capacity: int) -> None:
+        if offline.size > capacity:
+            raise ConfigError(
+                f"finetune.pool_offline: the offline dataset has {offline.size} transitions, more than "
+                f"finetune.buffer_size = {capacity} (the pooled replay holds both; AWAC-F's jaxrl "
+                "ReplayBuffer refuses this too): raise finetune.buffer_size"
+            )
+        self.offline, self.online, self.capacity = offline, online, int(capacity)
+
+    @property
+    def size(self) -> int:
+        return min(self.offline.size + self.online.added, self.capacity)
+
+    def rows_of_slots(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(is_online, row)`` of each slot: the row in the online buffer or the offline data."""
+        n_off, cap, added = self.offline.size, self.capacity, self.online.added
+        first = (slots - n_off) % cap  # the first online transition written to the slot
+        is_online = first < added
+        newest = first + cap * ((added - 1 - first) // cap)  # the last one written to it
+        if is_online.any() and int((added - newest[is_online]).max()) > self.online.capacity:
+            raise RuntimeError("the online buffer is smaller than the online part of the pooled replay")
+        return is_online, np.where(is_online, newest % self.online.capacity, slots)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        slots = rng.integers(0, self.size, size=batch_size)
+        is_online, rows = self.rows_of_slots(slots)
+        on = torch.as_tensor(is_online, device=self.online.device)
+        on_rows = torch.as_tensor(rows[is_online], device=self.online.device)
+        off_rows = torch.as_tensor(rows[~is_online], device=self.online.device)
+        batch = {}
+        for k in BATCH_KEYS:
+            out = self.online.tensors[k].new_empty((batch_size, *self.online.tensors[k].shape[1:]))
+            out[on] = self.online.tensors[k].index_select(0, on_rows)
+            out[~on] = self.offline.tensors[k].index_select(0, off_rows)
+            batch[k] = out
+        return batch

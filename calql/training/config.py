@@ -44,9 +44,14 @@ def run_phases(method: str, config: dict[str, Any] | None = None) -> tuple[str, 
 SCORE_MODES = ("return", "success", "last_reward")
 #: Fine-tuning budget keys added after runs existed: recorded in a run config only when not at
 #: their default, so older run folders keep their config hash.
-_RECORDED_WHEN_USED: dict[str, Any] = {"random_steps": 0, "pool_offline": False}
+_RECORDED_WHEN_USED: dict[str, Any] = {"random_steps": 0, "pool_offline": False, "update_schedule": "episode"}
+#: ``finetune.update_schedule``: gradient steps after each episode (official Cal-QL) or after
+#: each env step (RLPD, AWAC-F, IQL-F); :mod:`calql.training.finetune`.
+UPDATE_SCHEDULES = ("episode", "step")
 #: Keys of a method's override block that are not agent hyperparameters.
 _REWARD_KEY = "reward"
+#: Keys of a method's override block that are its budgets (merged like train.pretrain/finetune).
+_BUDGET_KEYS = ("pretrain", "finetune")
 _REWARD_FIELDS = ("scale", "bias")
 
 
@@ -135,6 +140,28 @@ def _check_budgets(run: dict[str, Any], where: str) -> None:
                 raise ConfigError(f"{where}.{phase}.{key} must be a positive integer, got {value!r}")
     if float(ft["utd_ratio"]) <= 0:
         raise ConfigError(f"{where}.finetune.utd_ratio must be > 0, got {ft['utd_ratio']}")
+    if ft["update_schedule"] not in UPDATE_SCHEDULES:
+        raise ConfigError(
+            f"{where}.finetune.update_schedule must be one of {UPDATE_SCHEDULES}, got {ft['update_schedule']!r}"
+        )
+
+
+def _check_actor_period(run: dict[str, Any], where: str) -> None:
+    """RLPD steps its actor once per env step: ``actor_update_period`` critic steps, then one
+    actor step (ikostrikov/rlpd ``SACLearner.update(batch, utd_ratio)``). The period is an agent
+    hyperparameter and the UTD a budget, so a config could change one alone and silently change
+    the actor/critic ratio: they must be equal (not derived, so that neither value written in a
+    config is ever ignored)."""
+    period = run["agent"].get("actor_update_period")
+    if period is None:
+        return
+    utd = run["finetune"]["utd_ratio"]
+    if float(utd) != float(period):
+        raise ConfigError(
+            f"{where}: finetune.utd_ratio = {utd} but the agent's actor_update_period = {period}; "
+            "RLPD updates its actor once per env step, after utd_ratio critic steps, so the two must "
+            f"be equal: set both (train.finetune.utd_ratio and overrides.{run_algorithm(run)}.actor_update_period)"
+        )
 
 
 def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> dict[str, Any]:
@@ -202,6 +229,10 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
                     f"{where}.reward: unknown key(s) {sorted(unknown)} (allowed: {', '.join(_REWARD_FIELDS)})"
                 )
             reward_over.update(block.pop(_REWARD_KEY))
+        # A method's own budgets (e.g. RLPD's random steps in a smoke test): over the budgets of
+        # every other layer, since a method's block is the most specific.
+        method_budgets = {k: block.pop(k) for k in _BUDGET_KEYS if k in block}
+        budgets = _merge(budgets, method_budgets, where)
         hparams = _merge_hparams(hparams, block)
 
     fields = hparam_fields(algo)
@@ -246,6 +277,7 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
         run["algorithm"] = algo
         run["variant"] = json_safe(spec.overrides)
     _check_budgets(run, f"train (task {task_name}, method {method})")
+    _check_actor_period(run, f"train (task {task_name}, method {method})")
     for key, default in _RECORDED_WHEN_USED.items():
         # Like a variant's `algorithm`: the hash of every run that does not use these (all runs
         # made before the keys existed) stays unchanged.

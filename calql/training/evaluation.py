@@ -55,7 +55,8 @@ def score_spec(run: dict[str, Any], dataset_meta: dict[str, Any]) -> ScoreSpec:
     return ScoreSpec(mode, float(ref_min), float(ref_max))
 
 
-def _act(agent: Any, obs: np.ndarray, deterministic: bool, device: torch.device) -> np.ndarray:
+def policy_action(agent: Any, obs: np.ndarray, deterministic: bool, device: torch.device) -> np.ndarray:
+    """One action of ``agent`` for one observation (numpy in, numpy out)."""
     # torch.tensor copies into torch's (64-byte aligned) allocator: a view of numpy memory would
     # have a varying alignment, and BLAS kernels may then sum in another order (other bits).
     with torch.no_grad():
@@ -72,7 +73,7 @@ def run_episode(
     observations, actions, rewards, next_obs, terminals = [], [], [], [], []
     first_success = -1
     while True:
-        action = _act(agent, obs, deterministic, device)
+        action = policy_action(agent, obs, deterministic, device)
         nxt, reward, terminated, truncated, info = env.step(action)
         observations.append(obs)
         actions.append(action)

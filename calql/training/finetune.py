@@ -1,13 +1,32 @@
-"""Online fine-tuning (spec 4, online phase), as the official loop does it.
+"""Online fine-tuning (spec 4, online phase), under one of two update schedules.
 
-Repeat until ``env_steps`` reaches the budget: roll out ONE full episode with the stochastic
-policy, label it with MC returns exactly as the offline data (spec 2.4), append it to the online
-FIFO buffer, then do ``episode length x utd_ratio`` gradient steps on batches of
-``int(batch * mixing_ratio)`` offline + the rest online transitions. Evaluate at env step 0, at the
-first episode end after each multiple of ``eval_every_env_steps``, and at the end.
+``finetune.update_schedule`` says when the gradient steps happen:
+
+- ``episode`` (the official Cal-QL loop, also CQL and Hybrid RL; nakamotoo/Cal-QL @ ac6eafe,
+  ``JaxCQL/conservative_sac_main.py`` lines 199-239): roll out ONE full episode with the
+  stochastic policy, label it with MC returns exactly as the offline data (spec 2.4), append it to
+  the online FIFO buffer, then do ``episode length x utd_ratio`` gradient steps;
+- ``step`` (RLPD, AWAC-F, IQL-F: ikostrikov/rlpd ``train_finetuning.py``, nakamotoo/jaxrl
+  dev_mitsuhiko @ 1c7459c ``examples/train_finetuning.py``, nakamotoo/implicit_q_learning
+  dev_mitsuhiko @ 0b14c52 ``train_finetune.py``): after every environment step, add the
+  transition to the buffer and do ``utd_ratio`` gradient steps right away, so the policy acting
+  next already learned from it. A transition's MC return is known only when its episode ends: it
+  is -inf until then (Cal-QL's bound max(Q, G) then leaves the row unbounded) and written into the
+  buffer at the episode's end.
+
+Batches are ``int(batch * mixing_ratio)`` offline + the rest online transitions, or uniform over
+one pooled FIFO of offline and online data (``pool_offline``, AWAC-F; :mod:`calql.training.buffers`).
+``random_steps`` (RLPD's ``start_training``): uniform random actions and no gradient steps for the
+first that many env steps: per step under ``step``, for whole episodes under ``episode``.
+Evaluate at env step 0, at the first episode end after each multiple of ``eval_every_env_steps``,
+and at the end, under both schedules.
 
 Checkpoints are written only at episode ends, so no environment state is ever needed to resume;
-episodes are seeded by their index (:mod:`calql.training.seeding`).
+episodes are seeded by their index (:mod:`calql.training.seeding`). Under ``episode`` a SIGTERM is
+honoured between two gradient steps of an episode's burst (checkpoint, then stop). Under ``step``
+a SIGTERM inside an episode stops the job WITHOUT a checkpoint (the environment's state cannot be
+saved): the rerun resumes from the last episode-end checkpoint and replays the episodes since,
+with the same numbers.
 """
 
 from __future__ import annotations
@@ -21,14 +40,21 @@ import numpy as np
 import torch
 
 from calql.config import RewardSpec
-from calql.data.mc_returns import mc_returns_for_episode
+from calql.data.mc_returns import mc_returns_for_episode, transform_rewards
 from calql.envs.make import make_env
 from calql.errors import CheckpointError, ConfigError
-from calql.training.buffers import CLIP_ACTION, OnlineBuffer, mixed_batch
+from calql.training.buffers import CLIP_ACTION, MixedReplay, OnlineBuffer, PooledReplay
 from calql.training.checkpoint import check_identity, load_checkpoint
 from calql.training.config import phase_hash, run_algorithm
-from calql.training.evaluation import run_episode
-from calql.training.phase import LiveLogger, PhaseContext, TrainingPhase, set_aside, termination_requested
+from calql.training.evaluation import policy_action, run_episode
+from calql.training.phase import (
+    LiveLogger,
+    PhaseContext,
+    TrainingPhase,
+    TrainingTerminated,
+    set_aside,
+    termination_requested,
+)
 from calql.training.run_spec import RunSpec
 from calql.training.seeding import derive_seed, seed_everything
 
@@ -58,7 +84,7 @@ class FinetuneCounters:
     grad_step: int = 0
     """Gradient steps done."""
     env_steps: int = 0
-    """Online environment steps done (whole episodes)."""
+    """Online environment steps done (whole episodes at every checkpoint, under both schedules)."""
     episodes: int = 0
     """Training episodes done (seeds the next one)."""
     eval_index: int = 0
@@ -72,7 +98,7 @@ class FinetuneCounters:
     train_successes: int = 0
     """Training episodes that reached the goal."""
     pending: int = 0
-    """Gradient steps of the last episode not done yet."""
+    """Gradient steps owed and not done yet (of the last episode; of the last env step under ``step``)."""
     boundary_done: bool = True
     """Whether the last episode's boundary work (evaluation, checkpoint) is done."""
 
@@ -115,11 +141,13 @@ def load_init(ctx: PhaseContext, agent: Any, init: Path) -> None:
 
 
 class Finetune(TrainingPhase):
-    """Online fine-tuning: episodes, each followed by its gradient steps, then the boundary work.
+    """Online fine-tuning: episodes with their gradient steps (after the episode, or after each of
+    its env steps: ``update_schedule``), then the boundary work.
 
-    The loop is a small state machine so that a checkpoint can be taken between any two gradient
-    steps (on SIGTERM): the ``pending`` updates of the last episode, then its boundary work
-    (evaluation, periodic checkpoint) once (``boundary_done``), then the next episode.
+    The loop is a small state machine so that, under ``episode``, a checkpoint can be taken
+    between any two gradient steps (on SIGTERM): the ``pending`` updates of the last episode, then
+    its boundary work (evaluation, periodic checkpoint) once (``boundary_done``), then the next
+    episode. Under ``step`` an episode's updates are done inside it, and ``pending`` is 0 at its end.
     """
 
     name = "finetune"
@@ -163,9 +191,13 @@ class Finetune(TrainingPhase):
         capacity = min(int(budget["buffer_size"]), int(budget["env_steps"]) + max_len)
         self.buffer = OnlineBuffer(capacity, ctx.obs_dim, ctx.act_dim, self.device)
         self.reward_spec = RewardSpec(**self.run_config["reward"])
-        # pool_offline: one replay of offline + online data sampled uniformly (mixing_ratio unused)
-        self.mixing = None if budget.get("pool_offline") else float(budget["mixing_ratio"])
-        self.offline = self.data if self.mixing is None or self.mixing > 0 else None
+        # pool_offline: one FIFO of offline + online data sampled uniformly (mixing_ratio unused)
+        self.replay: MixedReplay | PooledReplay = (
+            PooledReplay(self.data, self.buffer, int(budget["buffer_size"]))
+            if budget.get("pool_offline")
+            else MixedReplay(self.data, self.buffer, float(budget["mixing_ratio"]))
+        )
+        self.per_step = budget.get("update_schedule", "episode") == "step"
         self.counters = FinetuneCounters(
             next_eval=int(budget["eval_every_env_steps"]), next_checkpoint=int(budget["checkpoint_every_env_steps"])
         )
@@ -194,60 +226,125 @@ class Finetune(TrainingPhase):
     # ---- the loop -----------------------------------------------------------------------------
     def train(self) -> None:
         counters = self.counters
+        # the update schedule, the one choice between the references' loops (module docstring)
+        play_episode = self.play_episode_per_step if self.per_step else self.collect_episode
         while True:
             if counters.pending == 0 and counters.boundary_done:
                 if counters.env_steps >= self.total:
                     break
-                self.collect_episode()
+                play_episode()
             self.train_on_episode()
             self.episode_boundary()
 
+    def _actor(self, random_phase: bool) -> Any:
+        """The agent, or during ``random_steps`` a uniform actor seeded by the episode's index."""
+        if not random_phase:
+            return self.agent
+        return UniformRandomActor(
+            self.ctx.act_dim, derive_seed(self.seed, "finetune", "random", self.counters.episodes)
+        )
+
+    def _owe(self, env_steps: int) -> None:
+        """Owe ``env_steps x utd_ratio`` gradient steps (a fractional remainder carries over)."""
+        counters = self.counters
+        counters.grad_debt += env_steps * float(self.budget["utd_ratio"])
+        counters.pending = int(counters.grad_debt)
+        counters.grad_debt -= counters.pending
+
+    def _transitions(self, ep: dict[str, Any], train_rewards: np.ndarray, mc: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "observations": ep["observations"],
+            "actions": np.clip(ep["actions"], -CLIP_ACTION, CLIP_ACTION),
+            "rewards": train_rewards,
+            "next_observations": ep["next_observations"],
+            "dones": np.asarray(ep["terminals"]).astype(np.float32),
+            "mc_returns": mc,
+        }
+
+    def _episode_done(self, length: int, success: bool) -> None:
+        counters = self.counters
+        counters.episodes += 1
+        counters.train_successes += int(success)
+        counters.boundary_done = False
+        self.progress_bar(length)
+
     def collect_episode(self) -> None:
-        """One full episode with the stochastic policy, labeled like the offline data and added to
-        the buffer; it owes ``length x utd_ratio`` gradient steps (a fractional UTD carries over)."""
+        """Schedule ``episode``: one full episode with the stochastic policy, labeled like the
+        offline data and added to the buffer; it owes ``length x utd_ratio`` gradient steps."""
         counters = self.counters
         random_phase = counters.env_steps < int(self.budget.get("random_steps", 0))
-        actor = (
-            UniformRandomActor(self.ctx.act_dim, derive_seed(self.seed, "finetune", "random", counters.episodes))
-            if random_phase
-            else self.agent
-        )
         ep = run_episode(
-            self.env, actor, derive_seed(self.seed, "finetune", "train", counters.episodes), False, self.device
+            self.env,
+            self._actor(random_phase),
+            derive_seed(self.seed, "finetune", "train", counters.episodes),
+            False,
+            self.device,
         )
         train_rewards, mc = mc_returns_for_episode(
             ep["rewards"], ep["terminals"], self.reward_spec, self.run_config["gamma"]
         )
-        self.buffer.add(
-            {
-                "observations": ep["observations"],
-                "actions": np.clip(ep["actions"], -CLIP_ACTION, CLIP_ACTION),
-                "rewards": train_rewards,
-                "next_observations": ep["next_observations"],
-                "dones": ep["terminals"].astype(np.float32),
-                "mc_returns": mc,
-            }
-        )
+        self.buffer.add(self._transitions(ep, train_rewards, mc))
         length = len(ep["rewards"])
         counters.env_steps += length
-        counters.episodes += 1
-        counters.train_successes += int(ep["success"])
-        self.progress_bar(length)
         if not random_phase:  # RLPD's start_training: no gradient steps for the random episodes
-            counters.grad_debt += length * float(self.budget["utd_ratio"])
-        counters.pending = int(counters.grad_debt)
-        counters.grad_debt -= counters.pending
-        counters.boundary_done = False
+            self._owe(length)
+        self._episode_done(length, bool(ep["success"]))
+
+    def play_episode_per_step(self) -> None:
+        """Schedule ``step``: one episode; after each env step its transition enters the buffer
+        and its ``utd_ratio`` gradient steps are done (none, and uniform actions, while fewer than
+        ``random_steps`` env steps were done before it: RLPD's ``i < start_training``)."""
+        counters, random_steps = self.counters, int(self.budget.get("random_steps", 0))
+        random_actor = self._actor(True)
+        obs, _ = self.env.reset(seed=derive_seed(self.seed, "finetune", "train", counters.episodes))
+        rewards, terminals, success = [], [], False
+        while True:
+            random_phase = counters.env_steps < random_steps
+            action = policy_action(random_actor if random_phase else self.agent, obs, False, self.device)
+            nxt, reward, terminated, truncated, info = self.env.step(action)
+            rewards.append(float(reward))
+            terminals.append(bool(terminated))
+            success = success or bool(info.get("success", False))
+            step = {"observations": obs[None], "actions": action[None], "next_observations": nxt[None]}
+            step["terminals"] = np.array([terminated])
+            train_reward = transform_rewards(np.array([reward], dtype=np.float32), self.reward_spec)
+            self.buffer.add(self._transitions(step, train_reward, np.array([-np.inf], dtype=np.float32)))
+            counters.env_steps += 1
+            if not random_phase:
+                self._owe(1)
+                self.train_on_episode()
+            elif termination_requested():
+                self._stop_mid_episode()
+            obs = nxt
+            if terminated or truncated:
+                break
+        rw = np.asarray(rewards, dtype=np.float32)
+        _, mc = mc_returns_for_episode(rw, np.asarray(terminals), self.reward_spec, self.run_config["gamma"])
+        self.buffer.set_latest("mc_returns", mc)
+        self._episode_done(len(rw), success)
+
+    def _stop_mid_episode(self) -> None:
+        """SIGTERM inside a ``step`` episode: stop without a checkpoint (see the module docstring)."""
+        counters = self.counters
+        raise TrainingTerminated(
+            f"finetune stopped by SIGTERM inside episode {counters.episodes} (env step "
+            f"{counters.env_steps}, gradient step {counters.grad_step}); the per-step schedule "
+            "checkpoints only at episode ends, so nothing was written: rerun the same command to "
+            "resume from the last checkpoint"
+        )
 
     def train_on_episode(self) -> None:
-        """The pending gradient steps of the last episode; on SIGTERM, checkpoint between two."""
+        """The pending gradient steps; on SIGTERM, checkpoint between two and stop (``episode``),
+        or stop without a checkpoint (``step``: inside an episode)."""
         counters, batch_size = self.counters, int(self.budget["batch_size"])
         while counters.pending > 0:
-            metrics = self.agent.update(mixed_batch(self.offline, self.buffer, batch_size, self.mixing, self.sampler))
+            metrics = self.agent.update(self.replay.sample(batch_size, self.sampler))
             counters.grad_step += 1
             counters.pending -= 1
             self.recorder.accumulate(metrics, counters.grad_step)
             if termination_requested():
+                if self.per_step:
+                    self._stop_mid_episode()
                 self.save()
                 self.stop_if_terminated(f"env step {counters.env_steps}, gradient step {counters.grad_step}")
 

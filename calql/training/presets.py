@@ -37,6 +37,7 @@ BASE_TRAIN: dict[str, Any] = {
         "utd_ratio": 1.0,
         "random_steps": 0,
         "pool_offline": False,
+        "update_schedule": "episode",
         "buffer_size": 1_000_000,
         "eval_every_env_steps": 2_000,
         "eval_episodes": 20,
@@ -67,19 +68,52 @@ AWAC_F = {
     "clip_policy_samples": False,
     "data_action_clip": 0.99999,
 }
-#: AWAC-F's loop (spec 5.3): batch 1024, the offline data in the replay buffer that online data
-#: are appended to (pooled, no 50/50 mixing), 50 evaluation episodes.
+#: AWAC-F's loop (nakamotoo/jaxrl dev_mitsuhiko @ 1c7459c, `examples/train_finetuning.py`):
+#: batch 1024; ONE FIFO replay of capacity `replay_buffer_size` = 1e6 (`awac_default.py`) that
+#: the offline data fill and online steps overwrite, oldest (offline) rows first (`pool_offline`
+#: with `buffer_size` 1M, calql.training.buffers.PooledReplay), no 50/50 mixing; one gradient step
+#: after every env step (`update_schedule: step`); 50 evaluation episodes.
 AWAC_F_TRAIN = {
     "pretrain": {"batch_size": 1024, "eval_episodes": 50},
-    "finetune": {"batch_size": 1024, "pool_offline": True, "eval_episodes": 50},
+    "finetune": {
+        "batch_size": 1024,
+        "pool_offline": True,
+        "buffer_size": 1_000_000,
+        "update_schedule": "step",
+        "eval_episodes": 50,
+    },
 }
-#: RLPD as the first author ran it (RLPD-F: nakamotoo/rlpd @ 271d3d8 AntMaze script, spec 5.3):
-#: the RLPDConfig defaults (10 LayerNorm critics, min over 2, 3 x 256, no backup entropy) with
-#: UTD 20 (`actor_update_period` = the UTD: the actor and temperature step once per env step),
-#: 5,000 uniform random steps before training (`start_training`), 50/50 batches of 256. The
-#: online budget is the domain's, as for every method, so that regrets compare (RLPD-F ran 500k
-#: AntMaze and 3M Adroit steps); RLPD-F evaluated 50 episodes.
-RLPD_F_TRAIN = {"finetune": {"utd_ratio": 20.0, "random_steps": 5_000, "mixing_ratio": 0.5, "eval_episodes": 50}}
+#: AWAC-F trains on the RAW rewards in every domain: jaxrl `D4RLDataset` (datasets/d4rl_dataset.py)
+#: and `get_hand_dataset_truncate_pos` (datasets/adroit_dataset.py, reward_scale=1.0,
+#: reward_bias=0.0) transform nothing, and `train_finetuning.py` stores online rewards as the
+#: environment returns them (dev_mitsuhiko @ 1c7459c). AntMaze {0, 1}, Adroit {-1, 0}; Kitchen's
+#: task transform is already the identity.
+RAW_REWARD = {"scale": 1.0, "bias": 0.0}
+#: RLPD as the first author ran it (RLPD-F: nakamotoo/rlpd @ 271d3d8 `scripts/run_antmaze.sh`,
+#: `scripts/run_adroit.sh`, `train_finetuning.py`): the RLPDConfig defaults (10 LayerNorm
+#: critics, min over 2, 3 x 256, no backup entropy) with UTD 20 after EVERY env step
+#: (`update_schedule: step`; `agent.update(batch, utd_ratio)`: 20 critic steps, then one actor and
+#: temperature step, so `actor_update_period` must equal the UTD: resolve_run_config checks it),
+#: 5,000 uniform random steps before training (`start_training`: actions `i < 5000` random, updates
+#: from `i >= 5000`), 50/50 batches of 256. The online budget is the domain's, as for every
+#: method, so that regrets compare (RLPD-F ran 500k AntMaze and 3M Adroit steps); RLPD-F
+#: evaluated 50 episodes.
+RLPD_F_TRAIN = {
+    "finetune": {
+        "utd_ratio": 20.0,
+        "random_steps": 5_000,
+        "mixing_ratio": 0.5,
+        "update_schedule": "step",
+        "eval_episodes": 50,
+    }
+}
+#: IQL-F's fine-tuning loop (nakamotoo/implicit_q_learning, branch dev_mitsuhiko @ 0b14c52,
+#: `train_finetune.py` with `scripts/run_offline2online*.sh`): `--mixing_ratio` >= 0 in every
+#: script, so a `MixingReplayBuffer` of an offline buffer and a separate online buffer (capacity
+#: `--replay_buffer_size=2000000`, never reached by its 1M-3M online steps: nothing is evicted)
+#: with floor(batch x ratio) offline rows per batch (the domain's mixing_ratio); after every env
+#: step the transition is inserted and ONE gradient step is done (`update_schedule: step`, UTD 1).
+IQL_F_FINETUNE = {"update_schedule": "step", "buffer_size": 2_000_000}
 
 
 def _methods(
@@ -90,6 +124,7 @@ def _methods(
     iql_train: dict[str, Any] | None = None,
     awac: dict[str, Any] | None = None,
     awac_train: dict[str, Any] | None = None,
+    awac_reward: dict[str, float] | None = None,
     rlpd: dict[str, Any] | None = None,
     rlpd_train: dict[str, Any] | None = None,
     rlpd_reward: dict[str, float] | None = None,
@@ -108,7 +143,7 @@ def _methods(
     if iql_train:
         out["iql"]["train"] = iql_train
     for name, hparams, train, reward in (
-        ("awac", awac, awac_train, None),
+        ("awac", awac, awac_train, awac_reward),
         ("rlpd", rlpd, rlpd_train, rlpd_reward),
     ):
         block: dict[str, Any] = {"hparams": dict(hparams or {})}
@@ -147,9 +182,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
             iql={"hidden": [256, 256], "expectile": 0.9, "beta": 10.0},
             iql_reward={"scale": 1.0, "bias": -1.0},
-            iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {"eval_episodes": 50}},
+            iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {**IQL_F_FINETUNE, "eval_episodes": 50}},
             awac={**AWAC_F, "awac_lambda": 1.0},  # AWAC-F --config.beta=1.0
             awac_train=AWAC_F_TRAIN,
+            awac_reward=RAW_REWARD,  # AWAC-F: raw {0, 1}, not Cal-QL's 10 r - 5
             rlpd={},
             rlpd_train=RLPD_F_TRAIN,
             rlpd_reward={"scale": 1.0, "bias": -1.0},  # rlpd train_finetuning.py: AntMaze rewards - 1
@@ -179,8 +215,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             # only AntMaze batches are shifted (train_finetune.py, branch dev_mitsuhiko @ 0b14c52).
             # With beta = 3, Cal-QL's 10 r + 5 would act like beta = 30 on the advantages.
             iql_reward={"scale": 1.0, "bias": 0.0},
-            iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {"eval_episodes": 50}},
+            iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {**IQL_F_FINETUNE, "eval_episodes": 50}},
             awac={**AWAC_F, "awac_lambda": 1.0},  # AWAC-F default beta (no Adroit override known)
+            awac_reward=RAW_REWARD,  # AWAC-F: raw {-1, 0}, not Cal-QL's 10 r + 5
             # AWAC-F pre-trains 25k steps on Adroit (spec 5.3), evaluating every 5k
             awac_train={
                 "pretrain": {
@@ -193,6 +230,13 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
             rlpd={},
             rlpd_train=RLPD_F_TRAIN,
+            # RLPD-F trains on the raw {-1, 0} rewards (nakamotoo/rlpd @ 271d3d8,
+            # rlpd/data/binary_datasets.py: no transform; train_finetuning.py shifts only AntMaze).
+            # What the labeled dataset shared by every method cannot follow (docs/baselines.md):
+            # RLPD-F also removes the terminals (`remove_terminals=True`), keeps failed trajectories
+            # whole and only the first 90 % of the trajectories of each file, and its online
+            # episodes do not end at success (the mj_envs binary environments never signal done).
+            rlpd_reward=RAW_REWARD,
         ),
     },
     # Kitchen: OFF-K scripts/run_kitchen.sh (spec 5.1), IQL-F (spec 5.3). Score = last-step reward / 4
@@ -213,12 +257,13 @@ PRESETS: dict[str, dict[str, Any]] = {
             arch={"policy_hidden": [512, 512, 512], "critic_hidden": [512, 512, 512]},
             cql={"cql_min_q_weight": 5.0, "cql_lagrange": False, "cql_importance_sample": False},
             iql={"hidden": [256, 256], "expectile": 0.7, "beta": 0.5, "dropout": 0.1},
-            iql_train={"pretrain": {"eval_episodes": 10}, "finetune": {"eval_episodes": 10}},
+            iql_train={"pretrain": {"eval_episodes": 10}, "finetune": {**IQL_F_FINETUNE, "eval_episodes": 10}},
             awac={**AWAC_F, "awac_lambda": 0.3},  # AWAC-F Kitchen beta 0.3 (spec 5.3)
-            # AWAC-F Kitchen: 500k pre-training (the domain's), 20 evaluation episodes
+            # AWAC-F Kitchen: 500k pre-training (the domain's), 20 evaluation episodes; its rewards
+            # are the task's, already raw (scale 1, bias 0)
             awac_train={
                 "pretrain": {"batch_size": 1024, "eval_episodes": 20},
-                "finetune": {"batch_size": 1024, "pool_offline": True, "eval_episodes": 20},
+                "finetune": {**AWAC_F_TRAIN["finetune"], "eval_episodes": 20},
             },
             rlpd={},  # RLPD-F has no Kitchen script: its AntMaze settings
             rlpd_train=RLPD_F_TRAIN,
@@ -254,13 +299,22 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "cql_target_action_gap": 0.8,
                 "cql_importance_sample": True,
             },
+            # IQL here deviates from IQL-F (AntMaze's recipe): the Cal-QL reward 10 r - 5 instead of
+            # r - 1, and Cal-QL's per-episode update schedule instead of one update per env step.
+            # Kept because the committed default run (config/config.yaml: calql, cql, iql, sac)
+            # was made with it; changing it would change that run's config hash and numbers.
             iql={"hidden": [64, 64], "expectile": 0.9, "beta": 10.0, "tau": 0.05},
-            # AntMaze's AWAC-F and RLPD-F recipes at this preset's size and tau; batches of 256;
-            # RLPD's 5,000 random steps of a 500k budget (1 %) become 100 of 10k.
+            # AntMaze's AWAC-F and RLPD-F recipes at this preset's size and tau, per-step updates
+            # included; batches of 256; RLPD's 5,000 random steps of a 500k budget (1 %) become
+            # 100 of 10k. AWAC's pooled FIFO has this preset's 100k capacity: the default
+            # PointMaze data (100k rows) fill it as AntMaze's ~1M rows fill AWAC-F's 1M buffer, so
+            # online steps replace the oldest offline rows from the first one on.
             awac={**AWAC_F, "awac_lambda": 1.0, "actor_hidden": [64, 64], "critic_hidden": [64, 64], "tau": 0.05},
-            awac_train={"finetune": {"pool_offline": True}},
+            awac_train={"finetune": {"pool_offline": True, "update_schedule": "step"}},
             rlpd={"actor_hidden": [64, 64], "critic_hidden": [64, 64], "tau": 0.05},
-            rlpd_train={"finetune": {"utd_ratio": 20.0, "random_steps": 100, "mixing_ratio": 0.5}},
+            rlpd_train={
+                "finetune": {"utd_ratio": 20.0, "random_steps": 100, "mixing_ratio": 0.5, "update_schedule": "step"}
+            },
         ),
     },
 }
