@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ SCORE_COLUMNS = [
     "unlearning_dip",
     "n_online_evals",
     "online_env_steps",
+    "stale_phases",
 ]
 
 
@@ -82,7 +84,12 @@ def curves_table(loaded: LoadedRuns) -> pd.DataFrame:
 
 
 def scores_table(loaded: LoadedRuns, early_fraction: float) -> pd.DataFrame:
-    """One row per expected run; ``status`` is complete / partial / missing, numbers NaN where absent."""
+    """One row per expected run; ``status`` is complete / partial / missing, numbers NaN where absent.
+
+    ``stale_phases`` counts the run's phases left out because an older config made them, so that
+    tables and figures can say how many runs were stale (:func:`analysis.partial.partial_note`).
+    """
+    stale = Counter((p.task, p.method, p.seed) for p in loaded.problems if p.reason == "stale")
     rows = []
     for key in loaded.keys:
         needed = run_phases(key.method, loaded.config)
@@ -92,12 +99,18 @@ def scores_table(loaded: LoadedRuns, early_fraction: float) -> pd.DataFrame:
         if any(p.used for p in loaded.problems if (p.task, p.method, p.seed) == (key.task, key.method, key.seed)):
             status = "partial"  # rows of an unfinished phase were used
         numbers = run_scores(have.get("pretrain"), have.get("finetune"), early_fraction)
-        rows.append({"task": key.task, "method": key.method, "seed": key.seed, "status": status, **numbers})
+        ident = {"task": key.task, "method": key.method, "seed": key.seed}
+        rows.append({**ident, "status": status, **numbers, "stale_phases": stale[(key.task, key.method, key.seed)]})
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
 def aggregate(runs_dir: Path, config: dict[str, Any] | None = None, settings: AnalysisConfig | None = None) -> Summary:
-    """Load the runs the config expects (or every run found) and build the three tables."""
+    """Load the runs the config expects (or every run found) and build the three tables.
+
+    With ``config`` a phase counts only if the config resolves to the hash its run.json records
+    (others are ``stale`` in missing.csv); without it the runs are discovered and their hashes
+    cannot be checked, so every complete phase is used, as before issue 20.
+    """
     settings = settings or AnalysisConfig.from_config(config)
     runs_dir = Path(runs_dir)
     keys: list[RunKey] = expected_runs(config) if config is not None else discover_runs(runs_dir)
@@ -115,11 +128,13 @@ def aggregate(runs_dir: Path, config: dict[str, Any] | None = None, settings: An
     )
     n_complete = int((summary.scores["status"] == "complete").sum())
     log.info(
-        "%d of %d expected runs complete, %d phase(s) missing or unusable (see missing.csv)",
+        "%d of %d expected runs complete, %d phase(s) missing, stale or unusable (see missing.csv)",
         n_complete,
         len(keys),
         len(summary.missing),
     )
+    if config is None:
+        log.info("no --config: run.json config hashes not checked (a run from an older config counts as current)")
     if not loaded.phases:
         raise CalqlError(f"none of the {len(keys)} expected runs under {runs_dir} has a usable phase")
     return summary

@@ -3,8 +3,12 @@
 Layout (:class:`calql.runs.RunKey`): ``<runs_dir>/<task>/<method>/seed<seed>/{pretrain,finetune}/``,
 each with ``metrics.csv`` and ``run.json``.
 A phase counts as complete only when its ``run.json`` says ``"status": "complete"`` (training
-writes it last, atomically). Every expected phase that is absent, unfinished, failed or
-unreadable becomes a :class:`PhaseProblem`, so nothing is dropped without a trace.
+writes it last, atomically) and, when the analysis is given the experiment config, its recorded
+``config_hash`` is the one that config resolves to for the phase (:mod:`analysis.stale`): a phase
+left from before a config change is ``stale``, not current. Without a config (runs discovered
+under a folder) there is nothing to compare against, so any complete phase is used. Every expected
+phase that is absent, unfinished, failed, stale or unreadable becomes a :class:`PhaseProblem`, so
+nothing is dropped without a trace.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.stale import CurrentRuns, current_runs, stale_detail
 from calql.runs import RunKey
 from calql.training.config import run_phases
 from calql.training.guard import read_failure
@@ -41,7 +46,7 @@ class PhaseProblem:
     method: str
     seed: int
     phase: str
-    reason: str  # missing | incomplete | failed | invalid
+    reason: str  # missing | incomplete | failed | stale | invalid
     detail: str
     path: str
     used: bool  # True when its rows were still analysed (include_incomplete)
@@ -70,15 +75,16 @@ def discover_runs(runs_dir: Path) -> list[RunKey]:
     return [RunKey(t, m, s) for t in tasks for m in methods for s in seeds]
 
 
-def read_status(run_json: Path) -> tuple[str | None, str]:
-    """(status, detail) from a phase's run.json; status None when absent or unreadable."""
+def read_record(run_json: Path) -> tuple[dict[str, Any], str]:
+    """(record, detail) of a phase's run.json; the record is empty when absent or unreadable."""
     if not run_json.exists():
-        return None, "no run.json (phase not finished)"
+        return {}, "no run.json (phase not finished)"
     try:
-        status = json.loads(run_json.read_text()).get("status")
+        record = json.loads(run_json.read_text())
+        status = record.get("status")
     except (OSError, ValueError, AttributeError) as exc:
-        return None, f"unreadable run.json: {exc}"
-    return (str(status) if status is not None else None), f"run.json status={status!r}"
+        return {}, f"unreadable run.json: {exc}"
+    return record, f"run.json status={status!r}"
 
 
 def why_unfinished(phase_dir: Path, reason: str, detail: str) -> tuple[str, str]:
@@ -147,45 +153,74 @@ def load_runs(
     runs_dir: Path, keys: Iterable[RunKey], include_incomplete: bool = False, config: dict[str, Any] | None = None
 ) -> LoadedRuns:
     """Load every expected phase of ``keys``; record (and log) each one that cannot be used.
-    ``config`` tells which methods pre-train (its variants included); without it, the registry."""
+
+    ``config`` tells which methods pre-train (its variants included; without it, the registry)
+    and what each phase's config hash must be: a complete phase made with another config is
+    ``stale`` and left out. Without ``config`` the hashes cannot be checked (see the module doc).
+    """
     from tqdm.auto import tqdm
 
     keys = list(keys)
+    current = current_runs(config) if config is not None else None
     phases: dict[tuple[RunKey, str], pd.DataFrame] = {}
     problems: list[PhaseProblem] = []
     for key in tqdm(keys, desc="loading runs", unit="run", disable=len(keys) < 50):
         expected = run_phases(key.method, config)
         for phase in expected:
             phase_dir = key.dir(runs_dir) / phase
-            metrics_path = phase_dir / "metrics.csv"
+            after = "" if phase == expected[0] or (key, expected[0]) in phases else expected[0]
+            frame, problem = load_phase(phase_dir, key, phase, after, include_incomplete, current)
+            if problem is not None:
+                problems.append(problem)
+            if frame is not None:
+                phases[(key, phase)] = frame
+    log_problems(problems)
+    return LoadedRuns(keys, phases, problems, config)
 
-            def problem(reason: str, detail: str, used: bool = False) -> None:
-                # called only within this iteration, so the loop variables are the current ones
-                problems.append(
-                    PhaseProblem(key.task, key.method, key.seed, phase, reason, detail, str(phase_dir), used)  # noqa: B023
-                )
 
-            if not metrics_path.exists():
-                first = expected[0]
-                before = "" if phase == first or (key, first) in phases else f" (not started: {first} did not finish)"
-                problem(*why_unfinished(phase_dir, "missing", "no metrics.csv" + before))
-                continue
-            status, detail = read_status(phase_dir / "run.json")
-            complete = status == "complete"
-            if not complete:
-                reason = "incomplete" if status in (None, "running") else "failed"
-                reason, detail = why_unfinished(phase_dir, reason, detail)
-                if not include_incomplete or reason == "failed":
-                    problem(reason, detail)
-                    continue
-            try:
-                frame = read_metrics(metrics_path, key, phase)
-            except ValueError as exc:
-                problem("invalid", str(exc))
-                continue
-            if not complete:
-                problem(reason, detail + "; rows used (include_incomplete)", used=True)
-            phases[(key, phase)] = frame
+def load_phase(
+    phase_dir: Path,
+    key: RunKey,
+    phase: str,
+    after: str,
+    include_incomplete: bool,
+    current: CurrentRuns | None,
+) -> tuple[pd.DataFrame | None, PhaseProblem | None]:
+    """One phase's metrics (None when unusable) and its problem (None when complete and current).
+
+    ``after``: the phase before this one when it did not finish (named in a missing phase's
+    detail); ``current``: the resolved runs of the analysed config, or None (no hash check).
+    """
+
+    def problem(reason: str, detail: str, used: bool = False) -> PhaseProblem:
+        return PhaseProblem(key.task, key.method, key.seed, phase, reason, detail, str(phase_dir), used)
+
+    if not (phase_dir / "metrics.csv").exists():
+        before = f" (not started: {after} did not finish)" if after else ""
+        return None, problem(*why_unfinished(phase_dir, "missing", "no metrics.csv" + before))
+    record, detail = read_record(phase_dir / "run.json")
+    complete = record.get("status") == "complete"
+    if not complete:
+        reason = "incomplete" if record.get("status") in (None, "running") else "failed"
+        reason, detail = why_unfinished(phase_dir, reason, detail)
+        if not include_incomplete or reason == "failed":
+            return None, problem(reason, detail)
+    elif current is not None:
+        run = current.get((key.task, key.method))
+        stale = "the config has no such run" if run is None else stale_detail(record, run, phase)
+        if stale is not None:
+            return None, problem("stale", stale)
+    try:
+        frame = read_metrics(phase_dir / "metrics.csv", key, phase)
+    except ValueError as exc:
+        return None, problem("invalid", str(exc))
+    if not complete:
+        return frame, problem(reason, detail + "; rows used (include_incomplete)", used=True)
+    return frame, None
+
+
+def log_problems(problems: list[PhaseProblem]) -> None:
+    """Log the first problems one by one and the rest in one line (missing.csv holds them all)."""
     for p in problems[:MAX_LOGGED_PROBLEMS]:
         log.warning("%s %s/%s/seed%d/%s: %s", p.reason, p.task, p.method, p.seed, p.phase, p.detail)
     if len(problems) > MAX_LOGGED_PROBLEMS:
@@ -193,7 +228,13 @@ def load_runs(
             "... and %d more missing or unusable phase(s); all are listed in missing.csv",
             len(problems) - MAX_LOGGED_PROBLEMS,
         )
-    return LoadedRuns(keys, phases, problems, config)
+    n_stale = sum(p.reason == "stale" for p in problems)
+    if n_stale:
+        log.warning(
+            "%d run phase(s) were made with another config than the current one and are left out "
+            "of every table and figure (reason 'stale' in missing.csv); rerun the workflow to replace them",
+            n_stale,
+        )
 
 
 def problems_frame(problems: list[PhaseProblem]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from calql.runs import RunKey
-from calql.training.config import run_phases
+from calql.training.config import phase_hash, resolve_run_config, run_phases
 
 
 def write_phase(
@@ -29,8 +29,13 @@ def write_phase(
     q_policy: Sequence[float] | None = None,
     mc_return: float = 0.0,
     status: str | None = "complete",
+    run_config: dict | None = None,
 ) -> Path:
-    """Write one phase's metrics.csv (and run.json unless ``status`` is None); return its folder."""
+    """Write one phase's metrics.csv (and run.json unless ``status`` is None); return its folder.
+
+    ``run_config``: the resolved run config the phase was "made with"; run.json then records it
+    and its phase hash, as training does (the analysis admits only phases of the current config).
+    """
     n = len(scores)
     grad = np.asarray(grad_steps if grad_steps is not None else env_steps, dtype=float)
     q = np.asarray(q_policy if q_policy is not None else np.zeros(n), dtype=float)
@@ -57,7 +62,10 @@ def write_phase(
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_csv(folder / "metrics.csv", index=False)
     if status is not None:
-        (folder / "run.json").write_text(json.dumps({"status": status, "seed": seed}))
+        record: dict = {"status": status, "seed": seed}
+        if run_config is not None:
+            record.update(config=run_config, config_hash=phase_hash(run_config, phase))
+        (folder / "run.json").write_text(json.dumps(record))
     return folder
 
 
@@ -70,16 +78,19 @@ def write_study(
     online_steps: int = 2000,
     n_evals: int = 11,
     rng_seed: int = 0,
+    config: dict | None = None,
 ) -> None:
     """A small synthetic study: every method rises during fine-tuning; ``cql`` dips at the start.
 
     Online evaluations land a few steps after each multiple of the interval (as in training,
-    at episode boundaries), so seeds have slightly different grids.
+    at episode boundaries), so seeds have slightly different grids. With ``config`` (validated,
+    naming ``tasks``) each run.json records the run config it resolves to and its hash.
     """
     rng = np.random.default_rng(rng_seed)
     base = {"calql": 60.0, "cql": 55.0, "iql": 50.0, "sac": 0.0}
     for t, task in enumerate(tasks):
         for method in methods:
+            run = resolve_run_config(config, task, method) if config is not None else None
             start = max(0.0, base.get(method, 40.0) - 10.0 * t)
             for seed in seeds:
                 noise = lambda k: rng.normal(0.0, 3.0, size=k)  # noqa: E731
@@ -97,6 +108,7 @@ def write_study(
                         grad,
                         q_policy=np.linspace(0.0, -60.0 if method == "cql" else -20.0, 5),
                         mc_return=-30.0,
+                        run_config=run,
                     )
                 x = np.linspace(0, online_steps, n_evals)
                 x[1:] += rng.integers(0, 20, size=n_evals - 1)
@@ -115,4 +127,5 @@ def write_study(
                     pretrain_steps + x,
                     q_policy=np.linspace(-20.0, 40.0, n_evals),
                     mc_return=-30.0,
+                    run_config=run,
                 )

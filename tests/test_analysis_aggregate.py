@@ -17,6 +17,7 @@ from analysis.aggregate import aggregate, write_summary
 from analysis.config import AnalysisConfig
 from calql.config import load_config, validate_config
 from calql.errors import CalqlError, ConfigError
+from calql.training.config import resolve_run_config
 from tests.conftest import REPO
 from tests.synthetic_study import write_phase, write_study
 
@@ -42,7 +43,7 @@ def make_config(tmp_path: Path, analysis: dict | None = None) -> dict:
 @pytest.fixture()
 def study(tmp_path: Path) -> Path:
     runs = tmp_path / "results" / "runs"
-    write_study(runs, TASKS, METHODS, SEEDS, n_evals=5)
+    write_study(runs, TASKS, METHODS, SEEDS, n_evals=5, config=make_config(tmp_path))
     return runs
 
 
@@ -122,7 +123,7 @@ def test_include_incomplete_uses_rows_but_still_lists_them(study: Path, tmp_path
 
 def test_config_expects_runs_that_were_never_started(tmp_path: Path) -> None:
     runs = tmp_path / "results" / "runs"
-    write_study(runs, ("taskA",), ("calql",), (0,), n_evals=3)
+    write_study(runs, ("taskA",), ("calql",), (0,), n_evals=3, config=make_config(tmp_path))
     summary = aggregate(runs, make_config(tmp_path))
     # 2 tasks x 3 methods x 2 seeds expected, 1 run present; sac lacks only its finetune phase
     assert (summary.scores["status"] == "missing").sum() == 11
@@ -147,9 +148,10 @@ def test_no_runs_is_an_error(tmp_path: Path) -> None:
 
 def test_early_fraction_from_config_changes_dip(tmp_path: Path) -> None:
     runs = tmp_path / "results" / "runs"
-    write_phase(runs, "taskA", "sac", 0, "finetune", [0, 100, 200, 300, 400], [50, 40, 10, 80, 90])
     config = make_config(tmp_path)
     config.update(methods=["sac"], seeds=[0], tasks={"taskA": config["tasks"]["taskA"]})
+    run = resolve_run_config(config, "taskA", "sac")
+    write_phase(runs, "taskA", "sac", 0, "finetune", [0, 100, 200, 300, 400], [50, 40, 10, 80, 90], run_config=run)
     assert aggregate(runs, config).scores["unlearning_dip"].iloc[0] == pytest.approx(10.0)
     config["analysis"] = {"early_fraction": 0.5}
     assert aggregate(runs, config).scores["unlearning_dip"].iloc[0] == pytest.approx(40.0)

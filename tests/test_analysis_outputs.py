@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from analysis.plots import FIGURES
 from analysis.stats import METRICS
 from analysis.tables import TABLES, TableSpec, latex_table, markdown_table, overview_markdown
 from calql.agents import ALGORITHMS
+from calql.config import validate_config
 from tests.synthetic_study import write_study
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -25,7 +27,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("analysis")
-    write_study(root / "results" / "runs", ("taskA", "taskB"), ("calql", "cql", "iql", "sac"), (0, 1, 2), n_evals=6)
     config = {
         "experiment": "test",
         "results_dir": str(root / "results"),
@@ -37,6 +38,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         },
         "analysis": {"n_bootstrap": 200, "dpi": 100},
     }
+    study = (("taskA", "taskB"), ("calql", "cql", "iql", "sac"), (0, 1, 2))
+    write_study(root / "results" / "runs", *study, n_evals=6, config=validate_config(copy.deepcopy(config)))
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     assert main(["-q", "all", "--config", str(root / "config.yaml")]) == 0
     return root / "results"

@@ -4,6 +4,7 @@ partial, with n per method."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 import analysis.plots
 from analysis.cli import main
 from analysis.partial import partial_note
+from calql.config import validate_config
 from calql.runs import RunKey
 from calql.training.guard import failure_record
 from tests.synthetic_study import write_study
@@ -25,7 +27,8 @@ TASKS, METHODS, SEEDS = ("taskA",), ("calql", "iql", "sac"), (0, 1)
 def partial_study(tmp_path: Path) -> Path:
     """A synthetic study where three runs did not finish, each for another reason."""
     runs = tmp_path / "results" / "runs"
-    write_study(runs, TASKS, METHODS, SEEDS, n_evals=4)
+    config = study_config(tmp_path)
+    write_study(runs, TASKS, METHODS, SEEDS, n_evals=4, config=validate_config(copy.deepcopy(config)))
     # iql seed 1: fine-tuning failed (Snakemake deleted its outputs; the job left error.json)
     failed = RunKey("taskA", "iql", 1).dir(runs) / "finetune"
     shutil.rmtree(failed)
@@ -38,7 +41,13 @@ def partial_study(tmp_path: Path) -> Path:
     (killed / "pretrain" / "checkpoints" / "last.pt").write_bytes(b"x")
     # sac seed 0: never ran
     shutil.rmtree(RunKey("taskA", "sac", 0).dir(runs))
-    config = {
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def study_config(tmp_path: Path) -> dict:
+    """The experiment config of the synthetic studies below (as written, before validation)."""
+    return {
         "experiment": "partial",
         "results_dir": str(tmp_path / "results"),
         "seeds": list(SEEDS),
@@ -48,8 +57,6 @@ def partial_study(tmp_path: Path) -> Path:
         },
         "analysis": {"n_bootstrap": 50, "dpi": 50, "formats": ["png"]},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    return tmp_path
 
 
 def test_partial_note_counts_runs_per_method() -> None:

@@ -478,6 +478,66 @@ def test_failed_job_leaves_partial_results_and_a_relabel(finished_run: tuple[Pat
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("keep_going", [False, True], ids=["stop", "keep-going"])
+def test_config_change_with_a_failed_job_reports_no_stale_run(
+    finished_run: tuple[Path, float], tmp_path: Path, keep_going: bool
+) -> None:
+    """Issue 20.1, as measured: train.pretrain.steps 100 -> 150 and one job fails, so some runs
+    keep the metrics of the old config (at least iql seed 1's fine-tuning, which never reruns).
+    No row of scores.csv or curves.csv may come from the old config: those phases are listed in
+    missing.csv as stale, with both hashes and the changed key, and the tables say so."""
+    import pandas as pd
+
+    from calql.training.config import phase_hash
+
+    workdir = tmp_path / "wf"
+    shutil.copytree(finished_run[0], workdir, symlinks=True)
+    results, task = workdir / "results", "pointmaze-tiny"
+    config = load(workdir / "config" / "config.yaml")
+    assert config["train"]["pretrain"]["steps"] == 100
+    config["train"]["pretrain"]["steps"] = 150
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    # iql seed 1's pre-training fails: a checkpoint of another run in its folder is refused.
+    failing = results / "runs" / task / "iql" / "seed1" / "pretrain"
+    (failing / "checkpoints").mkdir(exist_ok=True)
+    shutil.copy(
+        results / "runs" / task / "calql" / "seed1" / "pretrain" / "final.pt", failing / "checkpoints" / "last.pt"
+    )
+    result = snakemake(
+        "--directory", str(workdir), "--cores", "2", *(["--keep-going"] if keep_going else []), "all", timeout=900
+    )
+    assert result.returncode != 0 and "rebuilding the summary" in result.stdout, result.stdout[-3000:]
+
+    current = {m: RunSpec.from_config(validate_config(config), task, m).run for m in config_methods(config)}
+
+    def recorded_hash(method: str, seed: int, phase: str) -> str:
+        record = json.loads((results / "runs" / task / method / f"seed{seed}" / phase / "run.json").read_text())
+        return record["config_hash"]
+
+    missing = pd.read_csv(results / "summary" / "missing.csv")
+    left_out = {(r.method, r.seed, r.phase): r for r in missing.itertuples()}
+    assert left_out[("iql", 1, "pretrain")].reason == "failed", missing
+    stale = left_out[("iql", 1, "finetune")]
+    assert stale.reason == "stale" and "pretrain.steps: 100 -> 150" in stale.detail, missing
+    assert (
+        phase_hash(current["iql"], "finetune") in stale.detail and recorded_hash("iql", 1, "finetune") in stale.detail
+    )
+    for row in missing[missing["reason"] == "stale"].itertuples():
+        assert recorded_hash(row.method, row.seed, row.phase) != phase_hash(current[row.method], row.phase)
+    # Every phase whose numbers are in the tables was made with the current config.
+    curves = pd.read_csv(results / "summary" / "curves.csv")
+    used = curves[["method", "seed", "phase"]].drop_duplicates().itertuples(index=False)
+    for method, seed, phase in used:
+        assert recorded_hash(method, seed, phase) == phase_hash(current[method], phase), (method, seed, phase)
+    scores = pd.read_csv(results / "summary" / "scores.csv").set_index(["method", "seed"])
+    assert scores.loc[("iql", 1), "status"] == "missing" and pd.isna(scores.loc[("iql", 1), "final_score"])
+    n_stale = int((scores["stale_phases"] > 0).sum())
+    assert n_stale >= 1
+    scores_md = (results / "summary" / "tables" / "scores.md").read_text()
+    assert f"{n_stale} run(s) with phases made with another config (stale, left out)" in scores_md, scores_md
+
+
+@pytest.mark.slow
 def test_report_holds_figures_and_tables(finished_run: tuple[Path, float]) -> None:
     workdir, _ = finished_run
     report = workdir / "results" / "report.html"
