@@ -21,5 +21,5 @@ if [ ! -f "$DATA/.complete" ]; then
 fi
 export MINARI_DATASETS_PATH="$PWD/$DATA/minari" HF_HUB_OFFLINE=1
 if [ $# -eq 0 ]; then set -- --cores all; fi
-.venv/bin/snakemake --configfile config/paper-smoke.yaml all "$@"
+.venv/bin/snakemake all "$@" --configfile config/paper-smoke.yaml  # the target first: --configfile takes several files
 .venv/bin/python -m analysis check-runs --config config/paper-smoke.yaml

@@ -546,7 +546,7 @@ def build_paper_data(
 ) -> dict[str, list[Path]]:
     """Write the data of ``tasks`` (default: all ten paper tasks) under ``root`` (module
     docstring); returns the files or dataset folders per task (``"d4rl"``: the HDF5)."""
-    root, sizes = Path(root), sizes or Sizes()
+    root, sizes = Path(root).resolve(), sizes or Sizes()  # minari mangles a relative root
     config_tasks = paper_tasks()
     tasks = list(tasks or ALL_TASKS)
     unknown = [t for t in tasks if t not in ALL_TASKS]

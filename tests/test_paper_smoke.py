@@ -124,6 +124,24 @@ def test_a_method_block_budget_applies_to_that_method_alone() -> None:
         resolve_all(bad)
 
 
+def test_the_cpu_config_is_the_paper_on_cpu_with_the_measured_time_limits() -> None:
+    """config/paper-cpu.yaml runs the paper's runs on CPU nodes; its Slurm time limits are those
+    the measured cost plan (benchmarks/results_paper_cost.json, 2 threads) derives."""
+    cpu = validate_config(read_config_file(REPO / "config" / "paper-cpu.yaml"))
+    paper_runs, cpu_runs = resolve_all(paper_config()), resolve_all(cpu)
+    assert paper_runs.keys() == cpu_runs.keys()
+    for key, run in paper_runs.items():
+        assert {**cpu_runs[key], "device": run["device"]} == run, key
+        assert cpu_runs[key]["device"] == "cpu"
+    measured = json.loads((REPO / "benchmarks" / "results_paper_cost.json").read_text())["cpu"]["totals"]
+    assert measured["threads"] == cpu["train"]["threads"]
+    for rule in ("pretrain", "finetune"):
+        resources = cpu["resources"][rule]
+        assert resources["gpu"] == 0 and resources["threads"] == measured["threads"], rule
+        assert resources["runtime"] == measured[rule]["runtime_min"], rule
+        assert resources["runtime"] >= 60 * measured["margin"] * measured[rule]["longest"]["hours"], rule
+
+
 def test_extends_merges_mappings_replaces_lists_and_refuses_cycles(tmp_path: Path) -> None:
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump({"seeds": [0, 1, 2], "train": {"threads": 2, "pretrain": {"steps": 9}}}))

@@ -172,8 +172,8 @@ def test_test_config_through_slurm_survives_a_cancelled_job(tmp_path: Path) -> N
     n_pre = len([m for m in config["methods"] if m != "sac"]) * len(config["seeds"]) * len(config["tasks"])
     n_fine = len(config["methods"]) * len(config["seeds"]) * len(config["tasks"])
     assert len(submitted) == len(config["tasks"]) + n_pre + n_fine + 1, submitted
-    assert any("slurm/label/" in line for line in submitted), submitted  # logs/slurm/<rule>/...
-    assert not any("slurm/dataset/" in line for line in submitted), submitted
+    assert any("slurm/rule_label/" in line for line in submitted), submitted  # logs/slurm/rule_<rule>/...
+    assert not any("slurm/rule_dataset/" in line for line in submitted), submitted
     assert any(f"SLURM jobid {canceller.cancelled} " in line for line in submitted)
     # The retry resumed from the checkpoint the cancelled job wrote; it did not start over.
     log = (workdir / "logs" / config["experiment"] / "pretrain" / task / method / f"seed{seed}.log").read_text()
