@@ -209,7 +209,13 @@ def minari_root(root: Path) -> Iterator[Path]:
 
 
 def write_minari(root: Path, dataset_id: str, episodes: list[dict[str, Any]], env: Any, **kwargs: Any) -> Path:
-    """``minari.create_dataset_from_buffers`` under ``root`` (an existing copy is replaced)."""
+    """``minari.create_dataset_from_buffers`` under ``root`` (an existing copy is replaced), with
+    this builder named as the dataset's algorithm and Farama's generation scripts as its code."""
+    kwargs = {
+        "algorithm_name": "uniform-random (tests/paper_data.py)",
+        "code_permalink": "https://github.com/Farama-Foundation/minari-dataset-generation-scripts",
+        **kwargs,
+    }
     import minari
     from minari.data_collector.episode_buffer import EpisodeBuffer
 
@@ -286,8 +292,6 @@ def build_antmaze(root: Path, task: str, dataset_id: str, sizes: Sizes, seed: in
         episodes,
         env,
         eval_env=antmaze_eval_spec(env, maze),
-        algorithm_name="uniform-random (tests/paper_data.py)",
-        code_permalink="https://github.com/Farama-Foundation/minari-dataset-generation-scripts",
         ref_min_score=0.0,
         ref_max_score=1.0,
     )
@@ -337,8 +341,6 @@ def build_kitchen(root: Path, task: str, dataset_id: str, sizes: Sizes, seed: in
         dataset_id,
         episodes,
         env,
-        algorithm_name="uniform-random (tests/paper_data.py)",
-        code_permalink="https://github.com/Farama-Foundation/minari-dataset-generation-scripts",
         ref_min_score=0.0,
         ref_max_score=4.0,
     )

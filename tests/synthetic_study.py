@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -129,3 +130,19 @@ def write_study(
                     mc_return=-30.0,
                     run_config=run,
                 )
+
+
+def record_figure_texts(monkeypatch: Any) -> dict[str, list[str]]:
+    """Make every figure the analysis saves also record its texts (notes, titles) by file stem,
+    so a test can read what a figure says without parsing images."""
+    import analysis.plots
+
+    drawn: dict[str, list[str]] = {}
+    save = analysis.plots.save_figure
+
+    def record(fig, stem, formats, dpi):  # noqa: ANN001 - same signature as save_figure
+        drawn[stem.name] = [t.get_text() for t in fig.texts]
+        return save(fig, stem, formats, dpi)
+
+    monkeypatch.setattr(analysis.plots, "save_figure", record)
+    return drawn

@@ -18,7 +18,7 @@ from analysis.partial import partial_note
 from calql.config import validate_config
 from calql.runs import RunKey
 from calql.training.guard import failure_record
-from tests.synthetic_study import write_study
+from tests.synthetic_study import record_figure_texts, write_study
 
 TASKS, METHODS, SEEDS = ("taskA",), ("calql", "iql", "sac"), (0, 1)
 
@@ -70,14 +70,7 @@ def test_partial_note_counts_runs_per_method() -> None:
 def test_missing_runs_are_listed_with_their_reason_and_outputs_say_partial(
     partial_study: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    drawn: dict[str, list[str]] = {}
-    save = analysis.plots.save_figure
-
-    def record(fig, stem, formats, dpi):  # noqa: ANN001 - same signature as save_figure
-        drawn[stem.name] = [t.get_text() for t in fig.texts]
-        return save(fig, stem, formats, dpi)
-
-    monkeypatch.setattr(analysis.plots, "save_figure", record)
+    drawn = record_figure_texts(monkeypatch)
     assert main(["-q", "all", "--config", str(partial_study / "config.yaml")]) == 0
     summary = partial_study / "results" / "summary"
     missing = pd.read_csv(summary / "missing.csv")

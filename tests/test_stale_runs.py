@@ -19,7 +19,7 @@ from analysis.stale import changed_keys
 from calql.config import validate_config
 from calql.runs import RunKey
 from calql.training.config import phase_hash, resolve_run_config
-from tests.synthetic_study import write_phase, write_study
+from tests.synthetic_study import record_figure_texts, write_phase, write_study
 
 TASKS, METHODS, SEEDS = ("taskA",), ("calql", "iql", "sac"), (0, 1)
 #: Scores no synthetic run has: a row with them comes from the old config.
@@ -113,14 +113,7 @@ def test_tables_and_figures_say_how_many_runs_were_stale(
     runs, _, new = changed_pretrain
     root = runs.parent.parent
     (root / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(new))))
-    drawn: dict[str, list[str]] = {}
-    save = analysis.plots.save_figure
-
-    def record(fig, stem, formats, dpi):  # noqa: ANN001 - same signature as save_figure
-        drawn[stem.name] = [t.get_text() for t in fig.texts]
-        return save(fig, stem, formats, dpi)
-
-    monkeypatch.setattr(analysis.plots, "save_figure", record)
+    drawn = record_figure_texts(monkeypatch)
     assert main(["-q", "all", "--config", str(root / "config.yaml")]) == 0
     summary = root / "results" / "summary"
     scores = pd.read_csv(summary / "scores.csv")
