@@ -1,8 +1,8 @@
 """AWAC (advantage-weighted actor-critic), the same loss offline and online.
 
-Sources: CORL `algorithms/finetune/awac.py` (the defaults, spec §5.2) and the first author's AWAC
-baseline AWAC-F (`nakamotoo/jaxrl` branch dev_mitsuhiko @ 1c7459c, `jaxrl/agents/awac/`, spec §5.3),
-reached through the config. Both do, per update:
+Sources: CORL `algorithms/finetune/awac.py` (the defaults; corl-team/CORL @ eeeeef2) and the first
+author's AWAC baseline AWAC-F (`nakamotoo/jaxrl` branch dev_mitsuhiko @ 1c7459c,
+`jaxrl/agents/awac/`; docs/baselines.md), reached through the config. Both do, per update:
 
 1. critics: sum_j mse(Q_j(s, a), r + gamma (1 - d) min_j Qbar_j(s', a')), a' ~ pi(s') one sample,
    no entropy term; one optimizer step;

@@ -1,4 +1,5 @@
-"""IQL as in the first author's fork (IQL-F, spec §5.3), update order of jaxrl's IQL learner:
+"""IQL as in the first author's fork (IQL-F: nakamotoo/implicit_q_learning dev_mitsuhiko @ 0b14c52,
+docs/baselines.md), update order of jaxrl's IQL learner:
 
 1. value: expectile loss of min_j Qbar_j(s, a) - V(s), one Adam step;
 2. actor: -mean(exp(beta (Qbar(s, a) - V_new(s))) clipped at max_weight * log pi(a|s)) and

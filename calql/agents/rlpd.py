@@ -1,5 +1,5 @@
 """RLPD (Ball et al. 2023) as in `ikostrikov/rlpd` `rlpd/agents/sac/sac_learner.py`, with the first
-author's settings (RLPD-F, spec §5.3); the same loss offline and online.
+author's settings (RLPD-F: nakamotoo/rlpd @ 271d3d8, docs/baselines.md); the same loss offline and online.
 
 RLPD's `update(batch, utd_ratio)` does utd_ratio critic steps on consecutive minibatches, then one
 actor step and one temperature step on the last minibatch. Here the training loop calls `update`
