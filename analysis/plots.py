@@ -60,6 +60,11 @@ METRIC_LABELS = {
     "unlearning_dip": "unlearning dip",
 }
 STEPS = EngFormatter(sep="")
+#: What a fine-tuning figure says when no run has a fine-tuning evaluation yet.
+NO_FINETUNE_NOTE = (
+    "No run has a fine-tuning evaluation yet (every fine-tuning job failed or has still to run; "
+    "summary/missing.csv says which and why): only the offline scores are shown."
+)
 
 
 @dataclass
@@ -101,27 +106,22 @@ def _method_legend(fig: Figure, methods: list[str], settings: AnalysisConfig, ex
 
 
 def plot_finetune_curves(tables: Tables, settings: AnalysisConfig) -> Figure:
-    """Score vs online env steps per task: mean over seeds with a CI band; offline score at x=0."""
+    """Score vs online env steps per task: mean over seeds with a CI band; offline score at x=0.
+
+    A task with no fine-tuning evaluation yet (a partial run: every fine-tuning job failed or is
+    still to run) still gets its panel, with the offline scores at x = 0 and a note saying why
+    the curves are missing, so the figure is rebuilt whenever the tables are.
+    """
     finetune = tables.curves[tables.curves["phase"] == "finetune"]
-    tasks = sorted(finetune["task"].unique())
-    methods = order_methods(finetune["method"].unique())
+    tasks = sorted(tables.curves["task"].unique())
+    methods = order_methods(tables.curves["method"].unique())
     if not tasks:
-        raise CalqlError("curves.csv has no fine-tuning rows to plot")
+        raise CalqlError("curves.csv has no evaluations to plot")
     fig, axes = _grid(len(tasks), 3, 2.4, 1.9)
     for ax, task in zip(axes.flat, tasks):
         for method in methods:
             color = method_color(method, settings.colors)
             rows = finetune[(finetune["task"] == task) & (finetune["method"] == method)]
-            band = curve_band(rows, "env_steps", "score", settings.ci)
-            if band.empty:
-                continue
-            ax.plot(band["env_steps"], band["mean"], color=color)
-            # A t-interval over 3 seeds can reach past any score a run can have (e.g. 190 for a
-            # success rate): draw it within the range of scores observed on this task.
-            observed = finetune.loc[finetune["task"] == task, "score"]
-            low = band["low"].clip(lower=observed.min())
-            high = band["high"].clip(upper=observed.max())
-            ax.fill_between(band["env_steps"], low, high, color=color, alpha=0.2, lw=0)
             offline = tables.scores.loc[
                 (tables.scores["task"] == task) & (tables.scores["method"] == method), "offline_score"
             ].dropna()
@@ -137,10 +137,24 @@ def plot_finetune_curves(tables: Tables, settings: AnalysisConfig) -> Figure:
                     zorder=5,
                     clip_on=False,
                 )
+            band = curve_band(rows, "env_steps", "score", settings.ci)
+            if band.empty:
+                continue
+            ax.plot(band["env_steps"], band["mean"], color=color)
+            # A t-interval over 3 seeds can reach past any score a run can have (e.g. 190 for a
+            # success rate): draw it within the range of scores observed on this task.
+            observed = finetune.loc[finetune["task"] == task, "score"]
+            low = band["low"].clip(lower=observed.min())
+            high = band["high"].clip(upper=observed.max())
+            ax.fill_between(band["env_steps"], low, high, color=color, alpha=0.2, lw=0)
         ax.axvline(0, color="black", lw=0.8, ls="--")
         ax.set_title(task)
         ax.xaxis.set_major_formatter(STEPS)
-        ax.set_xlim(left=-0.03 * max(float(finetune.loc[finetune["task"] == task, "env_steps"].max()), 1.0))
+        online_steps = finetune.loc[finetune["task"] == task, "env_steps"]
+        if online_steps.empty:
+            ax.text(0.5, 0.5, "no fine-tuning\nevaluation yet", transform=ax.transAxes, ha="center", va="center")
+            ax.set_xticks([0])
+        ax.set_xlim(left=-0.03 * max(float(online_steps.max()) if len(online_steps) else 1.0, 1.0))
     for ax in axes[:, 0]:
         ax.set_ylabel("normalized score")
     for ax in _bottom_axes(axes, len(tasks)):
@@ -168,6 +182,8 @@ def plot_regret_and_final(tables: Tables, settings: AnalysisConfig) -> Figure:
     tasks = sorted(per_task["task"].unique())
     methods = order_methods(per_task["method"].unique())
     metrics = [("final_score", "final score"), ("cumulative_regret", "cumulative regret")]
+    if not (per_task["metric"] == "final_score").any():  # nothing fine-tuned yet: what there is
+        metrics[0] = ("offline_score", "offline score")
     width = min(PAGE_WIDTH, max(3.5, 0.45 * len(tasks) * max(len(methods), 2)))
     fig, axes = plt.subplots(2, 1, figsize=(width, 4.2), sharex=True, squeeze=False)
     bar_w = 0.8 / max(len(methods), 1)
@@ -193,6 +209,8 @@ def plot_regret_and_final(tables: Tables, settings: AnalysisConfig) -> Figure:
             )
         ax.set_ylabel(label)
         ax.grid(axis="x", visible=False)
+        if rows.empty:
+            ax.text(0.5, 0.5, "no fine-tuning evaluation yet", transform=ax.transAxes, ha="center", va="center")
     axes[0, 0].set_ylim(bottom=min(0.0, axes[0, 0].get_ylim()[0]))
     axes[-1, 0].set_xticks(x, tasks, rotation=20 if len(tasks) > 3 else 0, ha="right" if len(tasks) > 3 else "center")
     _method_legend(fig, methods, settings)
@@ -337,15 +355,23 @@ FIGURES: dict[str, Callable[[Tables, AnalysisConfig], Figure]] = {
 }
 
 
+#: Figures about fine-tuning: they say so when no run has a fine-tuning evaluation yet.
+FINETUNE_FIGURES = ("finetune_curves", "regret_and_final")
+
+
 def make_figures(tables: Tables, out_dir: Path, settings: AnalysisConfig, names: list[str] | None = None) -> list[Path]:
     """Draw and save the named figures (all by default); return every file written."""
     written: list[Path] = []
     partial = partial_note(tables.scores)
+    no_finetune = tables.curves[tables.curves["phase"] == "finetune"].empty
     for name in names or list(FIGURES):
+        notes = [partial] if partial else []
+        if no_finetune and name in FINETUNE_FIGURES:
+            notes.append(NO_FINETUNE_NOTE)
         with plt.rc_context(STYLE):
             fig = FIGURES[name](tables, settings)
-            if partial:  # under the panels; bbox_inches="tight" keeps it in the file
-                fig.text(0.5, 0.0, partial, ha="center", va="top", fontsize=7, color="firebrick", wrap=True)
+            if notes:  # under the panels; bbox_inches="tight" keeps it in the file
+                fig.text(0.5, 0.0, "\n".join(notes), ha="center", va="top", fontsize=7, color="firebrick", wrap=True)
             try:
                 written += save_figure(fig, Path(out_dir) / name, settings.formats, settings.dpi)
             finally:

@@ -22,6 +22,7 @@ from typing import Any
 from analysis.runs import expected_runs
 from calql.config import get_task
 from calql.envs.make import ends_at_success
+from calql.errors import describe
 from calql.runs import runs_dir_of
 from calql.tracking.metrics import read_metrics
 from calql.training.config import run_phases
@@ -105,7 +106,7 @@ def check_phase(results_dir: Path, config: dict[str, Any], key: Any, phase: str)
         record = json.loads((folder / "run.json").read_text())
         rows = read_metrics(folder / "metrics.csv")
     except (OSError, ValueError) as exc:
-        return PhaseCheck(**base, status="missing", **empty, problems=f"cannot read the run files: {exc}")
+        return PhaseCheck(**base, status="missing", **empty, problems=f"cannot read the run files: {describe(exc)}")
     status = str(record.get("status"))
     if status != "complete" or not rows:
         return PhaseCheck(**base, status=status, **empty, problems=f"run.json status {status!r}, {len(rows)} rows")

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.stale import CurrentRuns, current_runs, stale_detail
+from calql.errors import describe
 from calql.runs import RunKey
 from calql.training.config import run_phases
 from calql.training.guard import read_failure
@@ -83,7 +84,7 @@ def read_record(run_json: Path) -> tuple[dict[str, Any], str]:
         record = json.loads(run_json.read_text())
         status = record.get("status")
     except (OSError, ValueError, AttributeError) as exc:
-        return {}, f"unreadable run.json: {exc}"
+        return {}, f"unreadable run.json: {describe(exc)}"
     return record, f"run.json status={status!r}"
 
 
@@ -103,7 +104,7 @@ def read_metrics(path: Path, key: RunKey, phase: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
+        raise ValueError(f"cannot read {path}: {describe(exc)}") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}")

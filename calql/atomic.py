@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,3 +40,12 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
 
 def write_json(target: str | os.PathLike[str], obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def set_aside(path: str | os.PathLike[str], reason: str) -> Path:
+    """Rename a file a run cannot use to ``<name>.<reason>-<UTC time>`` (kept, never deleted), so
+    that no rerun needs a file removed by hand: the workflow sees the output missing and rebuilds it."""
+    path = Path(path)
+    target = path.with_name(f"{path.name}.{reason}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    os.replace(path, target)
+    return target

@@ -6,6 +6,13 @@ import difflib
 from collections.abc import Iterable
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message``, or only the type when the message is empty (an ``EOFError()`` from a
+    truncated pickle has none), so that no error text ends with an empty reason."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class CalqlError(Exception):
     """Base class of every error caused by bad input or a failed external resource."""
 

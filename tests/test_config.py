@@ -87,9 +87,13 @@ def test_check_config_names_file_line_and_column_of_a_yaml_error(tmp_path: Path,
     assert f"{bad}, line 4, column 4: not valid YAML" in caplog.text
 
 
-def test_check_config_prints_the_effective_budgets(capsys) -> None:
+def test_check_config_prints_the_effective_budgets(capsys, tmp_path: Path, monkeypatch) -> None:
     from calql.cli import main
+    from tests.test_workflow import place_local_sources
 
+    # Where the Adroit files the user places by hand are (check-config checks that they exist).
+    monkeypatch.chdir(tmp_path)
+    place_local_sources(tmp_path, REPO / "config" / "paper.yaml")
     assert main(["check-config", str(REPO / "config" / "paper.yaml")]) == 0
     out = capsys.readouterr().out
     assert "config/paper.yaml: valid" in out

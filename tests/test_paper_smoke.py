@@ -25,7 +25,7 @@ from calql.agents import config_methods
 from calql.config import read_config_file, validate_config
 from calql.errors import ConfigError
 from calql.training.config import resolve_all
-from tests.test_workflow import dry_run, job_counts, snakemake
+from tests.test_workflow import dry_run, job_counts, place_local_sources, snakemake
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO / "config" / "paper.yaml"
@@ -159,6 +159,8 @@ def test_extends_merges_mappings_replaces_lists_and_refuses_cycles(tmp_path: Pat
 
 def test_smoke_dry_run_plans_the_paper_job_table(tmp_path: Path) -> None:
     """The workflow reads the overlay through its base: the same jobs as the paper config, one seed."""
+    place_local_sources(tmp_path / "paper", PAPER)
+    place_local_sources(tmp_path / "smoke", SMOKE)
     paper_out = dry_run("--configfile", str(PAPER), "--directory", str(tmp_path / "paper"))
     smoke_out = dry_run("--configfile", str(SMOKE), "--directory", str(tmp_path / "smoke"))
     paper_counts, smoke_counts = job_counts(paper_out), job_counts(smoke_out)

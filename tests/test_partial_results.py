@@ -90,3 +90,24 @@ def test_missing_runs_are_listed_with_their_reason_and_outputs_say_partial(
     assert set(drawn) == set(analysis.plots.FIGURES)
     for name, texts in drawn.items():
         assert any(note in t for t in texts), (name, texts)
+
+
+def test_figures_are_drawn_when_no_run_was_fine_tuned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20.4: a failure that stops the workflow before any fine-tuning finished left the
+    figures of the previous run ("curves.csv has no fine-tuning rows to plot") while the tables
+    were rebuilt. Every figure is now drawn; the fine-tuning ones show the offline scores and say
+    why there is nothing else."""
+    drawn = record_figure_texts(monkeypatch)
+    config = study_config(tmp_path)
+    runs = tmp_path / "results" / "runs"
+    write_study(runs, TASKS, ("calql", "iql"), SEEDS, n_evals=4, config=validate_config(copy.deepcopy(config)))
+    for phase_dir in runs.rglob("finetune"):
+        shutil.rmtree(phase_dir)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["-q", "all", "--config", str(tmp_path / "config.yaml")]) == 0
+    assert set(drawn) == set(analysis.plots.FIGURES)
+    for name in analysis.plots.FINETUNE_FIGURES:
+        assert any(analysis.plots.NO_FINETUNE_NOTE in t for t in drawn[name]), (name, drawn[name])
+    assert not any(analysis.plots.NO_FINETUNE_NOTE in t for t in drawn["calibration"])
+    for name in analysis.plots.FIGURES:
+        assert (tmp_path / "results" / "figures" / f"{name}.png").is_file(), name

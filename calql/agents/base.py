@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from calql.agents.configs import AgentConfig
 from calql.agents.perf import configure_cpu_allocator
-from calql.errors import CheckpointError
+from calql.errors import CheckpointError, describe
 
 PHASES = ("offline", "online")
 
@@ -113,7 +113,7 @@ class Agent(abc.ABC):
             for k, o in self._optimizers().items():
                 o.load_state_dict(state["optimizers"][k])
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint does not match this {self.method} agent: {exc}") from exc
+            raise CheckpointError(f"checkpoint does not match this {self.method} agent: {describe(exc)}") from exc
         self.generator.set_state(state["generator"])
         self.phase = state["phase"]
         self.num_updates = int(state["num_updates"])

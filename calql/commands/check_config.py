@@ -2,9 +2,11 @@
 
 Snakemake 9 loads ``--configfile`` files itself, before any workflow code runs, and on a YAML
 syntax error says only "Config file is not valid JSON or YAML" (no file, no line). This command
-names the file, line and column, then runs the same schema check and hyperparameter resolution
-as the workflow, and prints the effective budget of every task x method so that what a command
-will run can be seen before it runs.
+names the file, line and column, then runs the same schema check, hyperparameter resolution and
+data-source checks as the workflow (:mod:`calql.data.sources.preflight`: local files present,
+Minari ids well-formed, env ids registered), and prints the effective budget of every task x
+method and what the dataset jobs will download or generate, so that what a command will run can
+be seen before it runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from calql.agents import config_methods
 from calql.config import read_config_file, validate_config
+from calql.data.sources.preflight import check_sources
 from calql.errors import ConfigError
 from calql.training.config import resolve_all
 
@@ -29,7 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Read each config file (a YAML error names the file, line and column), validate it "
             "against the schema, resolve every task x method's hyperparameters from the presets, "
-            "and print the effective budgets. Exit status 2 if any file is invalid."
+            "check what the data sources need (local files, relative to the working directory, as "
+            "the workflow's jobs read them; Minari ids; registered env ids), and print the effective "
+            "budgets and what the dataset jobs will download or generate. Exit status 2 if any file "
+            "is invalid."
         ),
         epilog="example: calql check-config config/paper.yaml",
     )
@@ -54,6 +60,8 @@ def check_file(path: Path) -> list[str]:
     try:
         config = validate_config(config)
         lines = budget_lines(config)
+        sources = check_sources(config)
+        sources.raise_for_problems()
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     n_runs = len(config["tasks"]) * len(config_methods(config)) * len(config["seeds"])
@@ -61,7 +69,7 @@ def check_file(path: Path) -> list[str]:
         f"{path}: valid; experiment {config['experiment']!r}, {len(config['tasks'])} task(s) x "
         f"{len(config['methods'])} method(s) x {len(config['seeds'])} seed(s) = {n_runs} runs"
     )
-    return [head, *lines]
+    return [head, *lines, *(f"  note: {note}" for note in sources.notes)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from calql.atomic import write_text
 from calql.data.conventions import summarize, to_markdown
-from calql.data.format import load_dataset
+from calql.data.damage import load_or_set_aside
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for path in args.datasets:
-        dataset = load_dataset(path)
+        dataset = load_or_set_aside(path, path.stem, "label")  # named after their task
         dataset.meta.setdefault("task", path.stem)
         summary = summarize(dataset)  # recomputed: the stored copy's keys come back sorted
         out = args.out_dir / f"{path.stem}.md"  # the workflow names labeled files after their task

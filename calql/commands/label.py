@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from calql.commands.common import add_config_args, load_task
-from calql.data.format import load_dataset, save_dataset
+from calql.data.damage import load_or_set_aside
+from calql.data.format import save_dataset
 from calql.data.label import label_dataset
 from calql.data.preprocess import preprocess_dataset
 from calql.envs.layout import check_layout
@@ -49,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config, task = load_task(args)
     t0 = time.perf_counter()
-    dataset = load_dataset(args.dataset)
+    dataset = load_or_set_aside(args.dataset, task.name, "dataset")
     if not args.skip_env_check:
         check_layout(dataset.meta.get("obs_layout"), env_layout(task), what=f"environment {task.env_id}")
     labeled = label_dataset(preprocess_dataset(dataset, task), task, progress=not args.quiet)

@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 
 from calql.atomic import atomic_path
-from calql.errors import DatasetError
+from calql.errors import DatasetError, describe
 
 #: Arrays every dataset has, with their dtype and number of dimensions.
 REQUIRED_KEYS: dict[str, tuple[type, int]] = {
@@ -158,35 +158,74 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike[str], compression: st
     return checksum
 
 
+#: What h5py and the JSON decoder raise on a damaged file: a bad signature or superblock
+#: (OSError), a broken B-tree, heap or symbol table (RuntimeError, KeyError), a damaged metadata
+#: attribute (ValueError, which includes JSONDecodeError and UnicodeDecodeError), a wrong type
+#: where the format expects another (TypeError).
+DAMAGE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
+def _parse_meta(path: Path, raw: Any) -> dict[str, Any]:
+    """The JSON metadata attribute as a dict; damage is a DatasetError naming the file."""
+    if raw is None:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except DAMAGE_ERRORS as exc:
+        raise DatasetError(f"{path}: its '{META_ATTR}' metadata is damaged ({describe(exc)})") from exc
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: its '{META_ATTR}' metadata is damaged (a {type(meta).__name__}, not a mapping)")
+    return meta
+
+
+def _damaged(path: Path, exc: BaseException) -> DatasetError:
+    return DatasetError(f"cannot read dataset file {path}: damaged or truncated ({describe(exc)})")
+
+
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Only the metadata of a dataset file (cheap: no arrays are read)."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get(META_ATTR)
-    except (OSError, KeyError) as exc:
-        raise DatasetError(f"cannot open dataset file {path}: {exc}") from exc
+    except DAMAGE_ERRORS as exc:
+        raise _damaged(path, exc) from exc
     if raw is None:
         raise DatasetError(f"{path} has no '{META_ATTR}' metadata: not written by calql")
-    return json.loads(raw)
+    return _parse_meta(path, raw)
+
+
+def _read_file(path: Path) -> tuple[dict[str, np.ndarray], Any]:
+    """Every array of ours in the file and the raw metadata attribute."""
+    with h5py.File(path, "r") as f:
+        missing = [k for k in REQUIRED_KEYS if k not in f]
+        if missing:
+            raise DatasetError(f"{path} lacks required arrays {missing}")
+        arrays = {k: f[k][()] for k in [*REQUIRED_KEYS, *LABEL_KEYS] if k in f}
+        return arrays, f.attrs.get(META_ATTR)
 
 
 def load_dataset(path: str | os.PathLike[str], verify: bool = True) -> Dataset:
-    """Read a calql dataset file; with ``verify`` the checksum must match the arrays."""
+    """Read a calql dataset file; with ``verify`` the checksum must match the arrays.
+
+    Every kind of damage (header, superblock, an array, the metadata attribute) is a
+    :class:`DatasetError` naming the file; the caller decides what to do with the file
+    (:mod:`calql.data.damage` moves it aside so that the workflow rebuilds it).
+    """
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"dataset file not found: {path}")
     try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in REQUIRED_KEYS if k not in f]
-            if missing:
-                raise DatasetError(f"{path} lacks required arrays {missing}")
-            arrays = {k: f[k][()] for k in [*REQUIRED_KEYS, *LABEL_KEYS] if k in f}
-            raw = f.attrs.get(META_ATTR)
-    except OSError as exc:
-        raise DatasetError(f"cannot read dataset file {path} (truncated or corrupted?): {exc}") from exc
-    meta = json.loads(raw) if raw is not None else {}
-    dataset = Dataset(**arrays, meta=meta)
+        arrays, raw = _read_file(path)
+    except DAMAGE_ERRORS as exc:
+        raise _damaged(path, exc) from exc
+    meta = _parse_meta(path, raw)
+    try:
+        dataset = Dataset(**arrays, meta=meta)
+    except DatasetError as exc:
+        raise DatasetError(f"{path}: {exc}") from exc
+    except DAMAGE_ERRORS as exc:  # arrays of the wrong shape or type
+        raise _damaged(path, exc) from exc
     if verify:
         expected = meta.get("checksum")
         if expected is None:
@@ -195,6 +234,6 @@ def load_dataset(path: str | os.PathLike[str], verify: bool = True) -> Dataset:
         if actual != expected:
             raise DatasetError(
                 f"{path} is corrupted: checksum {actual[:12]}… does not match the recorded "
-                f"{expected[:12]}…; delete it and regenerate or re-download"
+                f"{str(expected)[:12]}…"
             )
     return dataset

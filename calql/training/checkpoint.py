@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from calql.atomic import atomic_path
-from calql.errors import CheckpointError
+from calql.errors import CheckpointError, describe
 
 FORMAT_VERSION = 1
 #: Identity fields compared between a checkpoint and the run trying to use it.
@@ -46,7 +46,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a calql checkpoint?): {exc}") from exc
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated or not a calql checkpoint?): {describe(exc)}"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a calql checkpoint of format {FORMAT_VERSION}")
     return state

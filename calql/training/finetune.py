@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from calql.atomic import set_aside
 from calql.config import RewardSpec
 from calql.data.mc_returns import mc_returns_for_episode, transform_rewards
 from calql.envs.make import make_env
@@ -52,7 +53,6 @@ from calql.training.phase import (
     PhaseContext,
     TrainingPhase,
     TrainingTerminated,
-    set_aside,
     termination_requested,
 )
 from calql.training.run_spec import RunSpec

@@ -27,10 +27,11 @@ from typing import Any, ClassVar
 import torch
 from tqdm import tqdm
 
-from calql.atomic import write_json
+from calql.atomic import set_aside, write_json
 from calql.config import RewardSpec, TaskSpec
-from calql.data.format import Dataset, load_dataset
-from calql.errors import CalqlError, CheckpointError, ConfigError, DatasetError
+from calql.data.damage import load_or_set_aside
+from calql.data.format import Dataset
+from calql.errors import CalqlError, CheckpointError, ConfigError
 from calql.provenance import provenance
 from calql.training.buffers import OfflineData, training_arrays
 from calql.training.checkpoint import check_identity, identity_diffs, load_checkpoint, save_checkpoint
@@ -154,40 +155,9 @@ _RUN_FIELDS = ("phase", "task", "method", "seed")
 _CONFIG_FIELDS = ("obs_dim", "act_dim", "config_hash")
 
 
-def set_aside(path: Path, reason: str) -> Path:
-    """Rename a file this run cannot use to ``<name>.<reason>-<UTC time>`` (kept, never deleted),
-    so that no rerun needs a file removed by hand."""
-    target = path.with_name(f"{path.name}.{reason}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-    os.replace(path, target)
-    return target
-
-
-def _unusable_dataset(path: Path, exc: DatasetError, task: str) -> DatasetError:
-    """The error of a training job whose labeled dataset is corrupt: moved aside so that the
-    workflow relabels it (its output is then missing), with the commands that rebuild it."""
-    rebuild = (
-        "rerun the same `snakemake` command (its `label` job rebuilds the file; the training "
-        f"jobs of {task} then run again), or by hand: `calql label --config <config> --task {task} "
-        f"--dataset <raw dataset> --out {path}`"
-    )
-    if not path.exists():
-        moved = sorted(path.parent.glob(f"{path.name}.corrupt-*"))
-        hint = f" (another job moved it aside as corrupt: {moved[-1]})" if moved else ""
-        return DatasetError(f"{exc}{hint}; to rebuild it, {rebuild}")
-    try:
-        aside = set_aside(path, "corrupt")
-    except FileNotFoundError:  # another job of the same task moved it a moment ago
-        return DatasetError(f"{exc}; another job moved it aside. To rebuild it, {rebuild}")
-    log.error("moved the unusable dataset %s aside to %s", path, aside)
-    return DatasetError(f"{exc}. Moved it aside to {aside}; to rebuild it, {rebuild}")
-
-
 def load_training_data(ctx: PhaseContext, dataset_path: Path) -> tuple[Dataset, OfflineData]:
     """The labeled dataset (rewards re-labeled if the method uses its own transform) on the device."""
-    try:
-        dataset = load_dataset(dataset_path)
-    except DatasetError as exc:
-        raise _unusable_dataset(Path(dataset_path), exc, ctx.run["task"]) from exc
+    dataset = load_or_set_aside(Path(dataset_path), ctx.run["task"], "label")
     reward = RewardSpec(**ctx.run["reward"])
     arrays = training_arrays(dataset, reward, ctx.run["gamma"], ctx.task.reward)
     ctx.obs_dim, ctx.act_dim = dataset.obs_dim, dataset.act_dim

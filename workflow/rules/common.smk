@@ -13,6 +13,7 @@ from analysis.config import AnalysisConfig
 from analysis.outputs import FIGURE_NAMES, OVERVIEW_TABLE, SUMMARY_FILES, TABLE_NAMES
 from calql.atomic import write_text
 from calql.config import validate_config
+from calql.data.sources.preflight import check_sources
 from calql.errors import CalqlError
 from calql import rerun_keys
 from calql.runs import RunKey, runs_dir_of
@@ -25,6 +26,14 @@ try:
     # validator, whose error is one line naming the bad key, with suggestions. Each job validates
     # the written config again when it loads it, in its own process.
     validate_config(config)
+    # What can be checked of the data without a job (calql.data.sources.preflight: local files,
+    # relative to this working directory; Minari ids; env ids), so `snakemake -n` fails on it. Only
+    # in the main process: a cluster job re-parses this file where e.g. the Minari root may differ.
+    if workflow.is_main_process:
+        _sources = check_sources(config)
+        for _note in _sources.notes:
+            logger.info(_note)
+        _sources.raise_for_problems()
 except CalqlError as exc:
     raise WorkflowError(str(exc)) from None
 

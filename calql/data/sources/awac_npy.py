@@ -40,9 +40,10 @@ from calql.config import TaskSpec
 from calql.data.conventions import SOURCE_CONVENTIONS_KEY
 from calql.data.format import Dataset
 from calql.data.preprocess import SEGMENTS_KEY
+from calql.data.sources import local_path
 from calql.data.sources.download import sha256_file
 from calql.data.sources.local_file import env_layout_for
-from calql.errors import ConfigError, DatasetError
+from calql.errors import ConfigError, DatasetError, describe
 from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def load_pickled_npy(path: Path) -> Any:
             unpickler.source = str(path)
             array = unpickler.load()
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise DatasetError(f"cannot read {path} as a pickled .npy file (truncated or corrupted?): {exc}") from exc
+        raise DatasetError(f"cannot read {path} as a pickled .npy file (truncated or corrupted?): {describe(exc)}") from exc
     if not isinstance(array, np.ndarray) or array.shape != shape:
         raise DatasetError(f"{path}: expected an object array of shape {shape}, got {type(array).__name__}")
     return array
@@ -192,7 +193,7 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
     for key, expert in (("expert", True), ("bc", False)):
         if not source.get(key):
             raise ConfigError(f"task '{task.name}': source kind 'awac_npy' needs '{key}' (a .npy path)")
-        path = Path(str(source[key])).expanduser()
+        path = local_path(source[key])
         if not path.is_file():
             raise DatasetError(f"task '{task.name}': {key} file not found: {path.resolve()}")
         kept, counts = read_file(path, expert)

@@ -33,7 +33,7 @@ from calql.config import TaskSpec
 from calql.data.format import Dataset
 from calql.data.sources.download import download, sha256_file
 from calql.envs.layout import DEFAULT_OBS_KEYS, Layout, layout_size
-from calql.errors import ConfigError, DatasetError, EnvMismatchError, suggest
+from calql.errors import ConfigError, DatasetError, EnvMismatchError, describe, suggest
 from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def read_d4rl_arrays(path: Path) -> dict[str, np.ndarray]:
             keys = [*D4RL_KEYS, *(k for k in OPTIONAL_KEYS if k in f)]
             return {k: np.asarray(f[k][()]) for k in keys}
     except (OSError, KeyError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path} as HDF5 (truncated or corrupted?): {exc}") from exc
+        raise DatasetError(f"cannot read {path} as HDF5 (truncated or corrupted?): {describe(exc)}") from exc
 
 
 def check_arrays(
@@ -280,7 +280,7 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
             bad = path.with_name(path.name + ".corrupt")
             os.replace(path, bad)
             raise DatasetError(
-                f"the file downloaded from {url} is not a valid D4RL dataset ({exc}); moved it to {bad}"
+                f"the file downloaded from {url} is not a valid D4RL dataset ({describe(exc)}); moved it to {bad}"
             ) from exc
         write_json(record, {"url": url, "sha256": got.sha256, "size": got.size})
 

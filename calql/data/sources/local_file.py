@@ -23,6 +23,7 @@ import numpy as np
 
 from calql.config import TaskSpec
 from calql.data.format import META_ATTR, Dataset
+from calql.data.sources import local_path
 from calql.data.sources.d4rl import (
     D4RL_KEYS,
     OPTIONAL_KEYS,
@@ -35,7 +36,7 @@ from calql.data.sources.d4rl import (
 )
 from calql.data.sources.download import sha256_file
 from calql.envs.layout import Layout, layout_size
-from calql.errors import ConfigError, DatasetError, EnvMismatchError
+from calql.errors import ConfigError, DatasetError, EnvMismatchError, describe
 from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             keys = [*D4RL_KEYS, *(k for k in OPTIONAL_KEYS if k in npz.files)]
             return {k: np.asarray(npz[k]) for k in keys}
     except (OSError, ValueError, EOFError) as exc:
-        raise DatasetError(f"cannot read {path} as .npz (truncated or corrupted?): {exc}") from exc
+        raise DatasetError(f"cannot read {path} as .npz (truncated or corrupted?): {describe(exc)}") from exc
 
 
 def registry_match(path: Path) -> tuple[str, dict[str, Any]] | None:
@@ -106,7 +107,7 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
     source = dict(task.source)
     if not source.get("path"):
         raise ConfigError(f"task '{task.name}': source kind 'file' needs a 'path'")
-    path = Path(str(source["path"])).expanduser()
+    path = local_path(source["path"])
     if not path.is_file():
         raise DatasetError(f"task '{task.name}': dataset file not found: {path.resolve()}")
     suffix = path.suffix.lower()

@@ -28,7 +28,7 @@ from calql.config import TaskSpec
 from calql.data.format import Dataset
 from calql.data.sources.d4rl import score_refs
 from calql.envs.layout import DEFAULT_OBS_KEYS, flatten_obs, layout_of
-from calql.errors import ConfigError, DatasetError, DownloadError
+from calql.errors import ConfigError, DatasetError, DownloadError, describe
 from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def load(dataset_id: str, download: bool) -> Any:
                 f"{_minari_root()} and source.download is false. {_manual_hint(dataset_id)}"
             ) from None
     except Exception as exc:  # a present but unreadable dataset
-        raise DatasetError(f"cannot load Minari dataset '{dataset_id}' from {_minari_root()}: {exc}") from exc
+        raise DatasetError(f"cannot load Minari dataset '{dataset_id}' from {_minari_root()}: {describe(exc)}") from exc
     log.info("Minari dataset %s not found locally; downloading", dataset_id)
     try:
         minari.download_dataset(dataset_id)
@@ -73,7 +73,7 @@ def load(dataset_id: str, download: bool) -> Any:
     try:
         return minari.load_dataset(dataset_id, download=False)
     except Exception as exc:
-        raise DatasetError(f"downloaded Minari dataset '{dataset_id}' cannot be loaded: {exc}") from exc
+        raise DatasetError(f"downloaded Minari dataset '{dataset_id}' cannot be loaded: {describe(exc)}") from exc
 
 
 def _spec_dict(raw: Any) -> dict[str, Any] | None:
