@@ -131,6 +131,27 @@ def cmd_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paired(args: argparse.Namespace) -> int:
+    from analysis.io import read_table, write_csv
+    from analysis.paired import paired_differences, paired_markdown
+    from analysis.palette import method_label
+    from calql.atomic import write_text
+
+    config, settings = _load(args)
+    summary = _path(args.summary_dir, config, "summary", "--summary-dir")
+    scores = read_table(summary / "scores.csv", required=["task", "method", "seed"])
+    for method in (args.a, args.b):
+        if method not in set(scores["method"]):
+            raise CalqlError(f"--a/--b: method {method!r} has no run in {summary / 'scores.csv'}")
+    paired = paired_differences(scores, args.a, args.b, ci=settings.ci)
+    out = summary / f"paired_{args.b}_minus_{args.a}.csv"
+    write_csv(paired, out)
+    table = summary / "tables" / f"paired_{args.b}_minus_{args.a}.md"
+    write_text(table, paired_markdown(paired, {m: method_label(m) for m in (args.a, args.b)}, settings.ci))
+    log.info("wrote %s and %s", out, table)
+    return 0
+
+
 def cmd_all(args: argparse.Namespace) -> int:
     config, _ = _load(args)
     results = Path(args.results_dir) if args.results_dir else None
@@ -240,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--results-dir", help="results folder R (default: the config's results_dir)")
     p.add_argument("--out", help="CSV to write (default R/summary/run_checks.csv)")
+
+    p = add(
+        "paired",
+        cmd_paired,
+        "From summary/scores.csv write summary/paired_<B>_minus_<A>.csv and tables/paired_<B>_minus_<A>.md: "
+        "per task and metric, method B minus method A paired by seed (complete runs of both), with a "
+        "Student-t interval and a percentile bootstrap over seeds.",
+    )
+    p.add_argument("--summary-dir", help="summary folder (default R/summary)")
+    p.add_argument("--a", default="calql", help="method A (default calql)")
+    p.add_argument("--b", default="cql", help="method B (default cql)")
 
     p = add("all", cmd_all, "Run aggregate (with stats), tables and figures in order (for use by hand).")
     p.add_argument("--results-dir", help="results folder R (default: the config's results_dir)")
