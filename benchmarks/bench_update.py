@@ -42,7 +42,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
             "cql_target_action_gap": 0.8,
         },
         "iql": {"hidden": [256, 256]},
-        # AWAC-F (spec §5.3): actor and critics 4 x 256.
+        # AWAC-F (docs/method.md#baseline-hyperparameters): actor and critics 4 x 256.
         "awac": {"actor_hidden": [256] * 4, "critic_hidden": [256] * 4},
         # RLPD AntMaze command (RLPD-F): actor 3 x 256, 10 LayerNorm critics of 3 x 256.
         "rlpd": {"actor_hidden": [256] * 3, "critic_hidden": [256] * 3},

@@ -142,7 +142,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RewardSpec:
-    """Reward transform and MC-return rule (spec section 2.1)."""
+    """Reward transform and MC-return rule (docs/method.md#reward-transforms, #monte-carlo-returns)."""
 
     scale: float = 1.0
     bias: float = 0.0

@@ -1,5 +1,6 @@
 """Agents: learning smoke tests, checkpoint round-trip, determinism, config errors, and the fused
-update against a plain re-implementation of the official per-loss gradients (spec §1, §3)."""
+update against a plain re-implementation of the official per-loss gradients (docs/method.md#sac-backbone,
+#cql-critic-loss)."""
 
 import io
 import math

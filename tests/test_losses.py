@@ -1,4 +1,5 @@
-"""Each loss of calql.agents.losses / policies on hand-computed tiny cases (spec §1, §3, §5.3)."""
+"""Each loss of calql.agents.losses / policies on hand-computed tiny cases (docs/method.md: SAC backbone,
+CQL critic loss, Cal-QL bound, baseline hyperparameters)."""
 
 import math
 

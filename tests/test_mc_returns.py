@@ -1,4 +1,4 @@
-"""MC returns against hand-computed trajectories (spec section 2)."""
+"""MC returns against hand-computed trajectories (docs/method.md#monte-carlo-returns)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The official Adroit-binary offline filters (spec 2.3) on a hand-made dataset."""
+"""The official Adroit-binary offline filters (docs/method.md#adroit-binary-offline-data) on a hand-made dataset."""
 
 import numpy as np
 import pytest

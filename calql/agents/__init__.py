@@ -94,25 +94,25 @@ def agent_from_state_dict(state: dict[str, Any], device: str | torch.device = "c
 register(
     Algorithm(
         "calql", CalQLAgent, CalQLConfig, "Cal-QL", "#D55E00", pretrains=True, offline_data_online=True,
-        source="Nakamoto et al. 2023; official code nakamotoo/Cal-QL (spec §1, §3)",
+        source="Nakamoto et al. 2023; official code nakamotoo/Cal-QL (docs/method.md#cal-ql-bound)",
     )
 )  # fmt: skip
 register(
     Algorithm(
         "cql", CQLAgent, CQLConfig, "CQL", "#0072B2", pretrains=True, offline_data_online=True,
-        source="Kumar et al. 2020; the official Cal-QL code with enable_calql=False (spec §1.3)",
+        source="Kumar et al. 2020; the official Cal-QL code with enable_calql=False (docs/method.md)",
     )
 )  # fmt: skip
 register(
     Algorithm(
         "iql", IQLAgent, IQLConfig, "IQL", "#009E73", pretrains=True, offline_data_online=True,
-        source="Kostrikov et al. 2021; the first author's fork nakamotoo/implicit_q_learning (spec §5.3)",
+        source="Kostrikov et al. 2021; the first author's fork nakamotoo/implicit_q_learning (docs/baselines.md)",
     )
 )  # fmt: skip
 register(
     Algorithm(
         "sac", SACAgent, SACConfig, "SAC (scratch)", "#7F7F7F", pretrains=False, offline_data_online=False,
-        source="Haarnoja et al. 2018; the official Cal-QL code with use_cql=False (spec §3)",
+        source="Haarnoja et al. 2018; the official Cal-QL code with use_cql=False (docs/method.md)",
     )
 )  # fmt: skip
 register(

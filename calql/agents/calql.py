@@ -1,4 +1,4 @@
-"""Cal-QL = CQL + one change (spec §1.2 step 4): the policy-action values Q(s, a_cur) and
+"""Cal-QL = CQL + one change (docs/method.md#cal-ql-bound): the policy-action values Q(s, a_cur) and
 Q(s, a_next) in the CQL logsumexp are lower-bounded by the transition's Monte-Carlo return,
 max(Q, G), before the importance-sampling log-prob is subtracted. Random actions, the data
 term, the Bellman target and the actor are untouched.

@@ -1,10 +1,11 @@
 """Per-method hyperparameters: one dataclass per method, defaults = the official code's.
 
 Defaults follow the official Cal-QL code (nakamotoo/Cal-QL, ``ConservativeSAC.get_default_config``
-and ``conservative_sac_main.py`` flags; spec §3, §5.1) and, for IQL, the first author's IQL fork
-(spec §5.3). Domain presets (e.g. AntMaze: 4x256 critic, Lagrange, gap 0.8) are built on top of
-these by ``calql.training``. ``from_dict`` rejects unknown keys with a ConfigError that names the
-key and suggests close matches, so a typo in a config never silently falls back to a default.
+and ``conservative_sac_main.py`` flags; docs/method.md#sac-backbone, #per-domain-hyperparameters)
+and, for IQL, the first author's IQL fork (docs/method.md#baseline-hyperparameters). Domain
+presets (e.g. AntMaze: 4x256 critic, Lagrange, gap 0.8) are built on top of these by
+``calql.training``. ``from_dict`` rejects unknown keys with a ConfigError that names the key and
+suggests close matches, so a typo in a config never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -103,10 +104,12 @@ class AgentConfig:
 
 @dataclass
 class SACConfig(AgentConfig):
-    """SAC backbone of the official ConservativeSAC (spec §3). Also the `sac` (from scratch) method.
+    """SAC backbone of the official ConservativeSAC (docs/method.md#sac-backbone). Also the `sac`
+    (from scratch) method.
 
     `sac` uses the official code with use_cql=False, so its backup is the max-target backup and
-    no entropy term (spec §3, SAC-from-scratch emulation [I]); classic SAC is
+    no entropy term (our reading: no official script trains SAC from scratch;
+    docs/method.md#sac-from-scratch-and-hybrid-rl); classic SAC is
     ``max_target_backup: false, backup_entropy: true``.
     """
 
@@ -167,7 +170,8 @@ class SACConfig(AgentConfig):
 
 @dataclass
 class CQLConfig(SACConfig):
-    """CQL regularizer of the official code (spec §1.2, §1.4); defaults = get_default_config."""
+    """CQL regularizer of the official code (docs/method.md#cql-critic-loss, #online-switches);
+    defaults = get_default_config."""
 
     cql_n_actions: int = 10
     """N: samples per set (random, pi(.|s), pi(.|s')) in the CQL logsumexp."""
@@ -202,7 +206,8 @@ class CQLConfig(SACConfig):
 
 @dataclass
 class CalQLConfig(CQLConfig):
-    """Cal-QL = CQL + lower bound of the policy-action values by the MC return (spec §1.2 step 4)."""
+    """Cal-QL = CQL + lower bound of the policy-action values by the MC return
+    (docs/method.md#cal-ql-bound)."""
 
     calibrate_online: bool = True
     """Keep the bound on during fine-tuning (official); False = CORL's variant (off online)."""
@@ -210,7 +215,8 @@ class CalQLConfig(CQLConfig):
 
 @dataclass
 class IQLConfig(AgentConfig):
-    """IQL as run by the first author for the paper (IQL-F, spec §5.3), AntMaze defaults."""
+    """IQL as run by the first author for the paper (IQL-F, docs/method.md#baseline-hyperparameters),
+    AntMaze defaults."""
 
     gamma: float = 0.99
     """Discount; the training stage passes the task's gamma."""
@@ -252,11 +258,13 @@ AWAC_WEIGHTS = ("exp", "softmax")
 
 @dataclass
 class AWACConfig(AgentConfig):
-    """AWAC; defaults = CORL (`algorithms/finetune/awac.py` with `configs/finetune/awac/*.yaml`, spec §5.2).
+    """AWAC; defaults = CORL (`corl-team/CORL` `algorithms/finetune/awac.py` with
+    `configs/finetune/awac/*.yaml`).
 
     The paper's baseline is the first author's jaxrl fork (AWAC-F, `nakamotoo/jaxrl` dev_mitsuhiko,
-    `examples/configs/awac_default.py` + `run_antmaze.sh`, spec §5.3); each field names its AWAC-F
-    value. AWAC-F also uses batch 1024 and keeps the offline data in the online buffer (loop settings).
+    `examples/configs/awac_default.py` + `run_antmaze.sh`; docs/method.md#baseline-hyperparameters);
+    each field names its AWAC-F value. AWAC-F also uses batch 1024 and keeps the offline data in
+    the online buffer (loop settings).
     """
 
     gamma: float = 0.99
@@ -320,7 +328,8 @@ class AWACConfig(AgentConfig):
 @dataclass
 class RLPDConfig(AgentConfig):
     """RLPD (`ikostrikov/rlpd`: `rlpd/agents/sac/sac_learner.py`, `configs/rlpd_config.py`) as run by
-    the first author for the paper (RLPD-F, `nakamotoo/rlpd` `scripts/run_antmaze.sh`, spec §5.3).
+    the first author for the paper (RLPD-F, `nakamotoo/rlpd` `scripts/run_antmaze.sh`;
+    docs/method.md#baseline-hyperparameters).
 
     Loop settings that are not agent hyperparameters (RLPD-F): `utd_ratio` 20 gradient steps per env
     step, `start_training` 5000 uniform random actions first, `offline_ratio` 0.5 (each minibatch

@@ -1,4 +1,4 @@
-"""CQL (official ConservativeSAC with use_cql=True, spec §1.2, §1.4) on top of the SAC backbone.
+"""CQL (official ConservativeSAC with use_cql=True; docs/method.md#cql-critic-loss) on top of the SAC backbone.
 
 Each critic is evaluated once per update on [data action, N uniform actions, N samples of
 pi(.|s), N samples of pi(.|s')], all at the state s (the next-state samples are valued at s,

@@ -2,8 +2,9 @@
 
 Shapes: B = batch, N = sampled actions per set, A = action dim. Q-values of sampled actions are
 [B, N]; per-transition quantities are [B]. Nothing here touches parameters or optimizers; the
-agents decide what is detached. Sources are the official Cal-QL code (spec §1, §3) and IQL-F
-(spec §5.3).
+agents decide what is detached. Sources are the official Cal-QL code (docs/method.md#sac-backbone,
+#cql-critic-loss, #cal-ql-bound) and the baselines' code (docs/method.md#baseline-hyperparameters,
+docs/baselines.md).
 """
 
 from __future__ import annotations

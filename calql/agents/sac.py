@@ -1,4 +1,4 @@
-"""SAC backbone of the official ConservativeSAC (spec §3); method `sac` (SAC from scratch).
+"""SAC backbone of the official ConservativeSAC (docs/method.md#sac-backbone); method `sac` (SAC from scratch).
 
 Update order. In the official JAX code every loss (policy, log alpha, each critic, log alpha')
 is computed from the same pre-update parameters and differentiated only with respect to its own

@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def label_dataset(dataset: Dataset, task: TaskSpec, progress: bool = True) -> Dataset:
-    """Return a copy of ``dataset`` with ``train_rewards`` and ``mc_returns`` (spec section 2) and
-    its conventions summary in ``meta["conventions"]``.
+    """Return a copy of ``dataset`` with ``train_rewards`` and ``mc_returns``
+    (docs/method.md#monte-carlo-returns) and its conventions summary in ``meta["conventions"]``.
 
     A source whose trajectories are delimited by terminals/timeouts only (``meta["segments"] ==
     "terminals"``, e.g. the official Adroit files) is not split at observation discontinuities,

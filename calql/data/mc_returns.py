@@ -1,11 +1,12 @@
-"""Monte-Carlo returns, exactly as the official Cal-QL code computes them (spec section 2).
+"""Monte-Carlo returns as the official Cal-QL code computes them (docs/method.md#monte-carlo-returns).
 
 Rules, in order:
 
 1. Rewards are transformed first: ``r~ = r * scale + bias``; returns are computed on ``r~``.
 2. Trajectories are split after every terminal, every timeout (a timeout is *not* a terminal:
    it ends the segment but does not cut bootstrapping inside the recursion), and wherever
-   ``next_observations[t] != observations[t+1]`` (a discontinuity in the data).
+   ``next_observations[t] != observations[t+1]`` (a discontinuity in the data; this split is
+   CORL's, tinkoff-ai/CORL PR #63, not the official loader's: docs/method.md#trajectory-splitting).
 3. Sparse-reward tasks: a segment whose every reward equals ``r_neg`` (it never succeeded) gets
    ``G_t = r_neg / (1 - gamma)`` at every step (-500 for r_neg = -5, gamma = 0.99).
 4. Otherwise ``G_t = r~_t + gamma * (1 - d_t) * G_{t+1}`` backwards from ``G_{T+1} = 0``, or from
@@ -162,7 +163,8 @@ def mc_returns_for_episode(
     spec: RewardSpec,
     gamma: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MC returns of one finished online episode (spec 2.4): ``(train_rewards, mc_returns)``.
+    """MC returns of one finished online episode (docs/method.md#online-episodes):
+    ``(train_rewards, mc_returns)``.
 
     An online episode is one segment: it ends at a terminal (success) or at the time limit.
     """

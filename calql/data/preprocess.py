@@ -18,13 +18,14 @@ and is not told to convert ("never label silently"):
 - **Adroit-binary (official ``get_hand_dataset_with_mc_calculation``):** trajectories without any
   success are dropped (``drop_failed_trajectories``), the rest cut after their last success
   (``truncate_after_last_success``). On by default for the adroit domain.
-- **Kitchen (official OFF-K with the D4RL fork):** the reward is the cumulative number of solved
-  sub-tasks, and the score reads the last step's reward. A file whose rewards count the
-  sub-tasks completed *in that step* (gymnasium-robotics ``FrankaKitchen-v1`` with
-  ``remove_task_when_completed=True``, its default) is converted by a running sum per trajectory
-  (``cumulative_rewards``, on by default for the kitchen domain). Minari's ``D4RL/kitchen/*-v2``
-  were recorded with ``remove_task_when_completed=False`` (reward = sub-tasks in their completed
-  state), which is already the count the official code scores, so nothing changes for them.
+- **Kitchen (official OFF-K with the D4RL fork, docs/method.md#kitchen-d4rl-fork):** the reward is
+  the cumulative number of solved sub-tasks, and the score reads the last step's reward. A file
+  whose rewards count the sub-tasks completed *in that step* (gymnasium-robotics
+  ``FrankaKitchen-v1`` with ``remove_task_when_completed=True``, its default) is converted by a
+  running sum per trajectory (``cumulative_rewards``, on by default for the kitchen domain).
+  Minari's ``D4RL/kitchen/*-v2`` were recorded with ``remove_task_when_completed=False`` (reward =
+  sub-tasks in their completed state), which is already the count the official code scores, so
+  nothing changes for them.
 
 A success step is one whose raw reward differs from ``reward.negative_reward``. Switches come from
 the task's ``preprocess`` block OR its domain's official convention (:data:`OFFICIAL`).
@@ -54,15 +55,17 @@ OFFICIAL: dict[str, dict[str, Any]] = {
     "antmaze": {
         "switches": ("success_is_terminal",),
         "source": "D4RL antmaze-v2 terminals at reward-1 steps, read by JaxCQL/replay_buffer.py "
-        "qlearning_dataset_and_calc_mc (spec 2.2)",
+        "qlearning_dataset_and_calc_mc (docs/method.md#trajectory-splitting)",
     },
     "adroit": {
         "switches": SUCCESS_SWITCHES,
-        "source": "JaxCQL/replay_buffer.py get_hand_dataset_with_mc_calculation (spec 2.3)",
+        "source": "JaxCQL/replay_buffer.py get_hand_dataset_with_mc_calculation "
+        "(docs/method.md#adroit-binary-offline-data)",
     },
     "kitchen": {
         "switches": ("cumulative_rewards",),
-        "source": "cumulative sub-task count of the official D4RL fork nakamotoo/D4RL (spec 5.1)",
+        "source": "cumulative sub-task count of the official D4RL fork nakamotoo/D4RL "
+        "(docs/method.md#kitchen-d4rl-fork)",
     },
 }
 #: Metadata key sources set when their trajectories are delimited by terminals/timeouts only (no

@@ -283,7 +283,7 @@ def resolve_run_config(config: dict[str, Any], task_name: str, method: str) -> d
         # made before the keys existed) stays unchanged.
         if run["finetune"][key] == default:
             del run["finetune"][key]
-    if not spec.algorithm.pretrains:  # e.g. SAC from scratch (spec 3): no pre-training phase
+    if not spec.algorithm.pretrains:  # e.g. SAC from scratch (docs/method.md): no pre-training phase
         run["pretrain"] = None
     if not spec.algorithm.offline_data_online:  # SAC from scratch: no offline data in its batches
         run["finetune"]["mixing_ratio"] = 0.0

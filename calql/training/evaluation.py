@@ -1,6 +1,6 @@
 """Evaluation: deterministic-policy episodes (score, success, return) and the calibration probe.
 
-Scores (spec 6), in percent:
+Scores (docs/method.md#normalized-score), in percent:
 
 - ``return``: D4RL normalized score ``100 (R - ref_min) / (ref_max - ref_min)`` of the episode
   return, averaged over episodes (AntMaze/PointMaze: equals 100 x success rate).

@@ -1,11 +1,12 @@
-"""Online fine-tuning (spec 4, online phase), under one of two update schedules.
+"""Online fine-tuning (docs/method.md#online-fine-tuning), under one of two update schedules.
 
 ``finetune.update_schedule`` says when the gradient steps happen:
 
 - ``episode`` (the official Cal-QL loop, also CQL and Hybrid RL; nakamotoo/Cal-QL @ ac6eafe,
   ``JaxCQL/conservative_sac_main.py`` lines 199-239): roll out ONE full episode with the
-  stochastic policy, label it with MC returns exactly as the offline data (spec 2.4), append it to
-  the online FIFO buffer, then do ``episode length x utd_ratio`` gradient steps;
+  stochastic policy, label it with MC returns exactly as the offline data
+  (docs/method.md#online-episodes), append it to the online FIFO buffer, then do
+  ``episode length x utd_ratio`` gradient steps;
 - ``step`` (RLPD, AWAC-F, IQL-F: ikostrikov/rlpd ``train_finetuning.py``, nakamotoo/jaxrl
   dev_mitsuhiko @ 1c7459c ``examples/train_finetuning.py``, nakamotoo/implicit_q_learning
   dev_mitsuhiko @ 0b14c52 ``train_finetune.py``): after every environment step, add the

@@ -1,4 +1,4 @@
-"""Per-domain hyperparameter presets: the official settings (spec section 5) and a small PointMaze one.
+"""Per-domain hyperparameter presets: the official settings and a small PointMaze one.
 
 A preset gives, for one domain, the training budgets (``train``: ``pretrain`` / ``finetune`` /
 ``score``) and per-method agent hyperparameters (``methods.<method>.hparams``), optionally a
@@ -9,7 +9,8 @@ wins, and without either they come from the dataset's metadata).
 
 Resolution order (:func:`calql.training.config.resolve_run_config`): the agent's dataclass
 defaults < :data:`BASE_TRAIN` < the preset < the config's ``train`` section. Every number here
-names its source in the spec (section number) so a reader can check it.
+names its source (repository and file); docs/method.md#per-domain-hyperparameters tabulates them with
+their sources, #baseline-hyperparameters the baselines', #pointmaze-preset the PointMaze one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 from calql.errors import ConfigError, suggest
 
-#: Budgets every preset starts from (values shared by all official scripts, spec 5.1 last line).
+#: Budgets every preset starts from (values shared by all official scripts,
+#: docs/method.md#per-domain-hyperparameters).
 BASE_TRAIN: dict[str, Any] = {
     "score": "return",
     "pretrain": {
@@ -53,10 +55,10 @@ BASE_TRAIN: dict[str, Any] = {
 
 
 #: AWAC as the first author ran it for the paper (AWAC-F: nakamotoo/jaxrl, branch dev_mitsuhiko @
-#: 1c7459c, `awac_default.py` and the AWAC learner; spec 5.3): softmax advantage weights over the
-#: batch, AdamW (weight decay 1e-4) on the actor, 4 x 256 actor and critic, tanh means, log-std
-#: >= -10, orthogonal init, data actions clipped to +-(1 - 1e-5) in the actor step. The
-#: dataclass defaults are CORL's finetune/awac.py; these are the differences.
+#: 1c7459c, `awac_default.py` and the AWAC learner; docs/method.md#baseline-hyperparameters):
+#: softmax advantage weights over the batch, AdamW (weight decay 1e-4) on the actor, 4 x 256 actor
+#: and critic, tanh means, log-std >= -10, orthogonal init, data actions clipped to +-(1 - 1e-5)
+#: in the actor step. The dataclass defaults are CORL's finetune/awac.py; these are the differences.
 AWAC_F = {
     "advantage_weights": "softmax",
     "actor_weight_decay": 1e-4,
@@ -156,10 +158,11 @@ def _methods(
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # AntMaze: OFF scripts/run_antmaze.sh (spec 5.1), IQL-F (spec 5.3).
-    # Score = success rate x 100: the D4RL reference returns of antmaze-*-v2 are 0 and 1 (spec 6)
-    # and the episode ends at the goal, so the return is 1 on success (pinned, not read from the
-    # data source: Minari's own refs come from its continuing-task evaluation).
+    # AntMaze: nakamotoo/Cal-QL scripts/run_antmaze.sh, IQL-F (docs/method.md#per-domain-hyperparameters).
+    # Score = success rate x 100: the D4RL reference returns of antmaze-*-v2 are 0 and 1
+    # (docs/method.md#normalized-score) and the episode ends at the goal, so the return is 1 on
+    # success (pinned, not read from the data source: Minari's own refs come from its
+    # continuing-task evaluation).
     "antmaze": {
         "score_ref": {"ref_min": 0.0, "ref_max": 1.0},
         "train": {
@@ -191,8 +194,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             rlpd_reward={"scale": 1.0, "bias": -1.0},  # rlpd train_finetuning.py: AntMaze rewards - 1
         ),
     },
-    # Adroit-binary: OFF scripts/run_adroit.sh (spec 5.1), IQL-F (spec 5.3). Score = success rate
-    # (official goal_achieved_rate; the references are those of a 0/1 success, unused by "success").
+    # Adroit-binary: nakamotoo/Cal-QL scripts/run_adroit.sh, IQL-F (docs/method.md#per-domain-hyperparameters).
+    # Score = success rate (official goal_achieved_rate; the references are those of a 0/1 success,
+    # unused by "success").
     # The official pen budget is 200k online steps: set train.per_task.<pen task>.finetune.env_steps.
     "adroit": {
         "score_ref": {"ref_min": 0.0, "ref_max": 1.0},
@@ -218,7 +222,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             iql_train={"pretrain": {"eval_episodes": 50}, "finetune": {**IQL_F_FINETUNE, "eval_episodes": 50}},
             awac={**AWAC_F, "awac_lambda": 1.0},  # AWAC-F default beta (no Adroit override known)
             awac_reward=RAW_REWARD,  # AWAC-F: raw {-1, 0}, not Cal-QL's 10 r + 5
-            # AWAC-F pre-trains 25k steps on Adroit (spec 5.3), evaluating every 5k
+            # AWAC-F pre-trains 25k steps on Adroit (docs/method.md#baseline-hyperparameters),
+            # evaluating every 5k
             awac_train={
                 "pretrain": {
                     **AWAC_F_TRAIN["pretrain"],
@@ -239,8 +244,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             rlpd_reward=RAW_REWARD,
         ),
     },
-    # Kitchen: OFF-K scripts/run_kitchen.sh (spec 5.1), IQL-F (spec 5.3). Score = last-step reward / 4
-    # (OFF-K num_stages_solved_normalized): references 0 and 4 sub-tasks, pinned.
+    # Kitchen: nakamotoo/Cal-QL branch dev/add-kitchen (OFF-K) scripts/run_kitchen.sh, IQL-F
+    # (docs/method.md#per-domain-hyperparameters). Score = last-step reward / 4 (OFF-K
+    # num_stages_solved_normalized): references 0 and 4 sub-tasks, pinned.
     "kitchen": {
         "score_ref": {"ref_min": 0.0, "ref_max": 4.0},
         "train": {
@@ -258,7 +264,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             cql={"cql_min_q_weight": 5.0, "cql_lagrange": False, "cql_importance_sample": False},
             iql={"hidden": [256, 256], "expectile": 0.7, "beta": 0.5, "dropout": 0.1},
             iql_train={"pretrain": {"eval_episodes": 10}, "finetune": {**IQL_F_FINETUNE, "eval_episodes": 10}},
-            awac={**AWAC_F, "awac_lambda": 0.3},  # AWAC-F Kitchen beta 0.3 (spec 5.3)
+            # AWAC-F Kitchen beta 0.3 (docs/method.md#baseline-hyperparameters)
+            awac={**AWAC_F, "awac_lambda": 0.3},
             # AWAC-F Kitchen: 500k pre-training (the domain's), 20 evaluation episodes; its rewards
             # are the task's, already raw (scale 1, bias 0)
             awac_train={

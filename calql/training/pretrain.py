@@ -1,4 +1,5 @@
-"""Offline pre-training (spec 4, offline phase): gradient steps on uniform batches of the labeled data.
+"""Offline pre-training (docs/method.md#offline-pre-training): gradient steps on uniform batches of
+the labeled data.
 
 Evaluated at step 0, every ``eval_every`` steps and at the end. Checkpoints every
 ``checkpoint_every`` steps (and every ``checkpoint_minutes``) let a killed job resume exactly.
