@@ -133,7 +133,9 @@ def test_default_config_dry_run_lists_every_job(tmp_path: Path) -> None:
     assert not (tmp_path / results).exists(), "a dry run must not write results"
 
 
-@pytest.mark.parametrize("name", ["umaze.yaml", "sweeps/default-task.yaml", "sweeps/default-budget.yaml"])
+@pytest.mark.parametrize(
+    "name", ["umaze.yaml", "sweeps/default-task.yaml", "sweeps/default-budget.yaml", "sweeps/laptop-claim.yaml"]
+)
 def test_extra_configs_dry_run(tmp_path: Path, name: str) -> None:
     """The kept U-maze config and the sweep that chose the default run through the same workflow;
     the sweep uses only tuning seeds, disjoint from the default's reporting seeds."""
