@@ -17,6 +17,27 @@ import pandas as pd
 from calql.runs import RunKey
 from calql.training.config import phase_hash, resolve_run_config, run_phases
 
+#: The task, methods and seeds of the small synthetic studies (partial and stale-run tests).
+TASKS, METHODS, SEEDS = ("taskA",), ("calql", "iql", "sac"), (0, 1)
+
+
+def study_config(tmp_path: Path, experiment: str, **train: dict) -> dict:
+    """The experiment config of a synthetic study (as written, before validation); ``train``
+    keys (e.g. ``pretrain={...}``) become its ``train`` section."""
+    config: dict[str, Any] = {
+        "experiment": experiment,
+        "results_dir": str(tmp_path / "results"),
+        "seeds": list(SEEDS),
+        "methods": list(METHODS),
+        "tasks": {
+            "taskA": {"domain": "pointmaze", "env": {"id": "PointMaze_UMaze-v3"}, "source": {"kind": "generated"}}
+        },
+        "analysis": {"n_bootstrap": 50, "dpi": 50, "formats": ["png"]},
+    }
+    if train:
+        config["train"] = train
+    return config
+
 
 def write_phase(
     runs_dir: Path,

@@ -18,9 +18,8 @@ from analysis.partial import partial_note
 from calql.config import validate_config
 from calql.runs import RunKey
 from calql.training.guard import failure_record
-from tests.synthetic_study import record_figure_texts, write_study
-
-TASKS, METHODS, SEEDS = ("taskA",), ("calql", "iql", "sac"), (0, 1)
+from tests.synthetic_study import METHODS, SEEDS, TASKS, record_figure_texts, write_study
+from tests.synthetic_study import study_config as synthetic_config
 
 
 @pytest.fixture
@@ -47,16 +46,7 @@ def partial_study(tmp_path: Path) -> Path:
 
 def study_config(tmp_path: Path) -> dict:
     """The experiment config of the synthetic studies below (as written, before validation)."""
-    return {
-        "experiment": "partial",
-        "results_dir": str(tmp_path / "results"),
-        "seeds": list(SEEDS),
-        "methods": list(METHODS),
-        "tasks": {
-            "taskA": {"domain": "pointmaze", "env": {"id": "PointMaze_UMaze-v3"}, "source": {"kind": "generated"}}
-        },
-        "analysis": {"n_bootstrap": 50, "dpi": 50, "formats": ["png"]},
-    }
+    return synthetic_config(tmp_path, "partial")
 
 
 def test_partial_note_counts_runs_per_method() -> None:

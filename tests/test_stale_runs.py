@@ -19,27 +19,15 @@ from analysis.stale import changed_keys
 from calql.config import validate_config
 from calql.runs import RunKey
 from calql.training.config import phase_hash, resolve_run_config
-from tests.synthetic_study import record_figure_texts, write_phase, write_study
+from tests.synthetic_study import METHODS, SEEDS, TASKS, record_figure_texts, write_phase, write_study
+from tests.synthetic_study import study_config as synthetic_config
 
-TASKS, METHODS, SEEDS = ("taskA",), ("calql", "iql", "sac"), (0, 1)
 #: Scores no synthetic run has: a row with them comes from the old config.
 OLD_SCORE = 12.345
 
 
 def study_config(tmp_path: Path, **train: dict) -> dict:
-    config = {
-        "experiment": "stale",
-        "results_dir": str(tmp_path / "results"),
-        "seeds": list(SEEDS),
-        "methods": list(METHODS),
-        "tasks": {
-            "taskA": {"domain": "pointmaze", "env": {"id": "PointMaze_UMaze-v3"}, "source": {"kind": "generated"}}
-        },
-        "analysis": {"n_bootstrap": 50, "dpi": 50, "formats": ["png"]},
-    }
-    if train:
-        config["train"] = train
-    return validate_config(config)
+    return validate_config(synthetic_config(tmp_path, "stale", **train))
 
 
 def write_old_run(runs: Path, config: dict, method: str, seed: int, phases: tuple[str, ...]) -> dict:
