@@ -22,6 +22,12 @@ def runs_dir_of(results_dir: str | Path) -> str:
     return f"{str(results_dir).rstrip('/')}/{RUNS_SUBDIR}"
 
 
+def raw_dataset_of(results_dir: str | Path, task: str) -> str:
+    """``<results_dir>/datasets/<task>.hdf5``, the ``dataset`` rule's output (``task`` may be the
+    Snakemake wildcard ``{task}``); the source checks skip a task whose file is already there."""
+    return f"{str(results_dir).rstrip('/')}/datasets/{task}.hdf5"
+
+
 @dataclass(frozen=True)
 class RunKey:
     """One run: (task, method, seed); its folder is ``runs_dir / key.name``."""

@@ -16,7 +16,7 @@ from calql.config import validate_config
 from calql.data.sources.preflight import check_sources
 from calql.errors import CalqlError
 from calql import rerun_keys
-from calql.runs import RunKey, runs_dir_of
+from calql.runs import RunKey, raw_dataset_of, runs_dir_of
 from calql.agents import config_methods
 from calql.training.run_spec import RunSpec, live_tracking_settings
 

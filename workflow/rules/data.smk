@@ -3,7 +3,7 @@
 
 rule dataset:
     output:
-        dataset=f"{RESULTS}/datasets/{{task}}.hdf5",
+        dataset=raw_dataset_of(RESULTS, "{task}"),
     log:
         f"{LOGS}/dataset/{{task}}.log",
     benchmark:

@@ -27,6 +27,7 @@ from typing import Any
 
 from calql.data.sources import local_path
 from calql.errors import ConfigError, suggest
+from calql.runs import raw_dataset_of
 
 #: The form of a Minari dataset id, shown when one is malformed.
 MINARI_ID_FORM = "namespace/name-vN, e.g. D4RL/antmaze/large-diverse-v1"
@@ -49,9 +50,9 @@ class SourceReport:
 
 
 def built_dataset(config: Mapping[str, Any], task: str) -> Path:
-    """Where the workflow's ``dataset`` job writes a task's dataset (rule ``dataset``,
-    ``workflow/rules/data.smk``): when it exists, no job reads the task's source."""
-    return Path(str(config["results_dir"])) / "datasets" / f"{task}.hdf5"
+    """Where the workflow's ``dataset`` job writes a task's dataset: when it exists, no job reads
+    the task's source."""
+    return Path(raw_dataset_of(str(config["results_dir"]), task))
 
 
 def check_sources(config: Mapping[str, Any]) -> SourceReport:
