@@ -233,7 +233,6 @@ def load_dataset(path: str | os.PathLike[str], verify: bool = True) -> Dataset:
         actual = dataset.checksum()
         if actual != expected:
             raise DatasetError(
-                f"{path} is corrupted: checksum {actual[:12]}… does not match the recorded "
-                f"{str(expected)[:12]}…"
+                f"{path} is corrupted: checksum {actual[:12]}… does not match the recorded {str(expected)[:12]}…"
             )
     return dataset

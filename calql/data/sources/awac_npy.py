@@ -106,7 +106,9 @@ def load_pickled_npy(path: Path) -> Any:
             unpickler.source = str(path)
             array = unpickler.load()
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise DatasetError(f"cannot read {path} as a pickled .npy file (truncated or corrupted?): {describe(exc)}") from exc
+        raise DatasetError(
+            f"cannot read {path} as a pickled .npy file (truncated or corrupted?): {describe(exc)}"
+        ) from exc
     if not isinstance(array, np.ndarray) or array.shape != shape:
         raise DatasetError(f"{path}: expected an object array of shape {shape}, got {type(array).__name__}")
     return array
