@@ -29,7 +29,7 @@ from calql.data.sources.awac_npy import load_pickled_npy
 from calql.envs.make import FlatTaskEnv, make_env
 from calql.errors import DatasetError
 from calql.training.config import resolve_run_config
-from calql.training.evaluation import evaluate, run_episode, score_spec
+from calql.training.evaluation import EvalEnvs, evaluate, run_episode, score_spec
 from tests._sources_helpers import minari_root_with
 
 REPO = Path(__file__).resolve().parents[1]
@@ -526,7 +526,7 @@ class _Scripted(gym.Env):
 
 class _Zero:
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return torch.zeros(1, 2)
+        return torch.zeros(obs.shape[0], 2)
 
 
 def paper_score(task_name: str, steps: list[tuple[float, bool, dict[str, Any]]]) -> float:
@@ -534,8 +534,9 @@ def paper_score(task_name: str, steps: list[tuple[float, bool, dict[str, Any]]])
     run = resolve_run_config(config, task_name, "calql")
     # references pinned by the preset: the data source's own refs are never used
     spec = score_spec(run, {"ref_min_score": -3.0, "ref_max_score": 7.0})
-    env = FlatTaskEnv(_Scripted(steps), ("observation",), None, get_task(config, task_name).domain)
-    return evaluate(env, _Zero(), 2, 0, "finetune", 0, spec, torch.device("cpu"))["score"]
+    domain = get_task(config, task_name).domain
+    envs = EvalEnvs(lambda: FlatTaskEnv(_Scripted(steps), ("observation",), None, domain))
+    return evaluate(envs, _Zero(), 2, 0, "finetune", 0, spec, torch.device("cpu"))["score"]
 
 
 @pytest.mark.parametrize("task_name", ["antmaze-medium-play", "antmaze-large-diverse"])

@@ -16,6 +16,7 @@ scale while CQL's sits far below it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,49 +56,111 @@ def score_spec(run: dict[str, Any], dataset_meta: dict[str, Any]) -> ScoreSpec:
     return ScoreSpec(mode, float(ref_min), float(ref_max))
 
 
-def policy_action(agent: Any, obs: np.ndarray, deterministic: bool, device: torch.device) -> np.ndarray:
-    """One action of ``agent`` for one observation (numpy in, numpy out)."""
+#: Most evaluation episodes stepped together (one policy call per step for all of them): each
+#: needs its own environment, and Kitchen's or Adroit's are tens of MB each.
+EVAL_BATCH = 25
+
+
+def policy_actions(agent: Any, obs: np.ndarray, deterministic: bool, device: torch.device) -> np.ndarray:
+    """Actions of ``agent`` for a batch of observations [B, obs] (numpy in, numpy out)."""
     # torch.tensor copies into torch's (64-byte aligned) allocator: a view of numpy memory would
     # have a varying alignment, and BLAS kernels may then sum in another order (other bits).
     with torch.no_grad():
-        t = torch.tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
-        return agent.act(t, deterministic=deterministic)[0].cpu().numpy()
+        t = torch.tensor(obs, dtype=torch.float32, device=device)
+        return agent.act(t, deterministic=deterministic).cpu().numpy()
+
+
+def policy_action(agent: Any, obs: np.ndarray, deterministic: bool, device: torch.device) -> np.ndarray:
+    """One action of ``agent`` for one observation (numpy in, numpy out)."""
+    return policy_actions(agent, obs[None], deterministic, device)[0]
+
+
+class Trajectory:
+    """The transitions of one episode as they come, plus the index of the first step whose
+    ``info["success"]`` was true (-1: never)."""
+
+    def __init__(self) -> None:
+        self.observations: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[float] = []
+        self.next_obs: list[np.ndarray] = []
+        self.terminals: list[bool] = []
+        self.first_success = -1
+
+    def add(
+        self, obs: np.ndarray, action: np.ndarray, reward: float, nxt: np.ndarray, terminated: bool, info: dict
+    ) -> None:
+        self.observations.append(obs)
+        self.actions.append(action)
+        self.rewards.append(float(reward))
+        self.next_obs.append(nxt)
+        self.terminals.append(bool(terminated))
+        if self.first_success < 0 and bool(info.get("success", False)):
+            self.first_success = len(self.rewards) - 1
+
+    def arrays(self) -> dict[str, np.ndarray | bool | int]:
+        return {
+            "observations": np.asarray(self.observations, dtype=np.float32),
+            "actions": np.asarray(self.actions, dtype=np.float32),
+            "rewards": np.asarray(self.rewards, dtype=np.float32),
+            "next_observations": np.asarray(self.next_obs, dtype=np.float32),
+            "terminals": np.asarray(self.terminals, dtype=bool),
+            "success": self.first_success >= 0,
+            "first_success": self.first_success,
+        }
 
 
 def run_episode(
     env: gym.Env, agent: Any, seed: int, deterministic: bool, device: torch.device
-) -> dict[str, np.ndarray | bool]:
-    """One episode from ``env.reset(seed=seed)``; arrays of the transitions plus success and the
-    index of the first step whose ``info["success"]`` was true (-1: never)."""
-    obs, _ = env.reset(seed=seed)
-    observations, actions, rewards, next_obs, terminals = [], [], [], [], []
-    first_success = -1
-    while True:
-        action = policy_action(agent, obs, deterministic, device)
-        nxt, reward, terminated, truncated, info = env.step(action)
-        observations.append(obs)
-        actions.append(action)
-        rewards.append(float(reward))
-        next_obs.append(nxt)
-        terminals.append(bool(terminated))
-        if first_success < 0 and bool(info.get("success", False)):
-            first_success = len(rewards) - 1
-        obs = nxt
-        if terminated or truncated:
-            break
-    return {
-        "observations": np.asarray(observations, dtype=np.float32),
-        "actions": np.asarray(actions, dtype=np.float32),
-        "rewards": np.asarray(rewards, dtype=np.float32),
-        "next_observations": np.asarray(next_obs, dtype=np.float32),
-        "terminals": np.asarray(terminals, dtype=bool),
-        "success": first_success >= 0,
-        "first_success": first_success,
-    }
+) -> dict[str, np.ndarray | bool | int]:
+    """One episode from ``env.reset(seed=seed)``: :meth:`Trajectory.arrays`."""
+    return run_episodes([env], agent, [seed], deterministic, device)[0]
+
+
+def run_episodes(
+    envs: Sequence[gym.Env], agent: Any, seeds: Sequence[int], deterministic: bool, device: torch.device
+) -> list[dict[str, np.ndarray | bool | int]]:
+    """One episode per env, from ``env.reset(seed=seed)``, stepped together: each step is one
+    policy call for the episodes still running. An episode's actions are those it would get
+    alone (each row of a batched MLP forward is computed from that row only), so the episodes
+    do not depend on each other; ``tests/test_evaluation_batch.py`` checks it against one at a time."""
+    obs = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
+    trajectories = [Trajectory() for _ in envs]
+    running = list(range(len(envs)))
+    while running:
+        actions = policy_actions(agent, np.stack([obs[i] for i in running]), deterministic, device)
+        still_running = []
+        for i, action in zip(running, actions):
+            nxt, reward, terminated, truncated, info = envs[i].step(action)
+            trajectories[i].add(obs[i], action, reward, nxt, terminated, info)
+            obs[i] = nxt
+            if not (terminated or truncated):
+                still_running.append(i)
+        running = still_running
+    return [t.arrays() for t in trajectories]
+
+
+class EvalEnvs:
+    """The evaluation environments of a phase: copies of the task's env made by ``make`` when an
+    evaluation first needs them (at most :data:`EVAL_BATCH`), kept for the next evaluations."""
+
+    def __init__(self, make: Callable[[], gym.Env], first: gym.Env | None = None):
+        self._make = make
+        self.envs: list[gym.Env] = [first] if first is not None else []
+
+    def take(self, n: int) -> list[gym.Env]:
+        while len(self.envs) < n:
+            self.envs.append(self._make())
+        return self.envs[:n]
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+        self.envs = []
 
 
 def evaluate(
-    env: gym.Env,
+    envs: EvalEnvs,
     agent: Any,
     episodes: int,
     seed: int,
@@ -105,17 +168,23 @@ def evaluate(
     eval_index: int,
     score: ScoreSpec,
     device: torch.device,
+    batch: int = EVAL_BATCH,
 ) -> dict[str, float]:
-    """``episodes`` deterministic episodes; each reset is seeded from (seed, phase, eval index, episode).
+    """``episodes`` deterministic episodes, ``batch`` at a time; each reset is seeded from (seed,
+    phase, eval index, episode), so the episodes and the score do not depend on ``batch``.
 
     Besides the score, the row records how the episodes ended (``eval/*``), so that a finished
     run can be checked against its domain's conventions without rerunning it: the longest episode
     (never above the env's cap), the share that terminated (rather than hit the cap), and the
     share that went on after their first success (0 where the episode must end at success).
     """
+    seeds = [derive_seed(seed, phase, "eval", eval_index, ep) for ep in range(episodes)]
+    trajectories = []
+    for start in range(0, episodes, batch):
+        chunk = seeds[start : start + batch]
+        trajectories += run_episodes(envs.take(len(chunk)), agent, chunk, True, device)
     returns, successes, last, lengths, terminated, continued = [], [], [], [], [], []
-    for ep in range(episodes):
-        traj = run_episode(env, agent, derive_seed(seed, phase, "eval", eval_index, ep), True, device)
+    for traj in trajectories:
         returns.append(float(np.sum(traj["rewards"], dtype=np.float64)))
         successes.append(float(traj["success"]))
         last.append(float(traj["rewards"][-1]))

@@ -48,7 +48,7 @@ from calql.errors import CheckpointError, ConfigError
 from calql.training.buffers import CLIP_ACTION, MixedReplay, OnlineBuffer, PooledReplay
 from calql.training.checkpoint import check_identity, load_checkpoint
 from calql.training.config import phase_hash, run_algorithm
-from calql.training.evaluation import policy_action, run_episode
+from calql.training.evaluation import EvalEnvs, policy_action, run_episode
 from calql.training.phase import (
     LiveLogger,
     PhaseContext,
@@ -186,7 +186,8 @@ class Finetune(TrainingPhase):
             evaluation=True,
             dataset_layout=self.dataset.meta.get("obs_layout"),
         )
-        self.eval_env = make_env(ctx.task, seed=derive_seed(seed, "finetune", "eval-env"), evaluation=True)
+        eval_seed = derive_seed(seed, "finetune", "eval-env")
+        self.eval_envs = EvalEnvs(lambda: make_env(ctx.task, seed=eval_seed, evaluation=True))
         spec = self.env.spec
         max_len = int(spec.max_episode_steps) if spec and spec.max_episode_steps else int(budget["env_steps"])
         capacity = min(int(budget["buffer_size"]), int(budget["env_steps"]) + max_len)
@@ -222,7 +223,7 @@ class Finetune(TrainingPhase):
 
     def close(self) -> None:
         self.env.close()
-        self.eval_env.close()
+        self.eval_envs.close()
 
     # ---- the loop -----------------------------------------------------------------------------
     def train(self) -> None:

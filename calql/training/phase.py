@@ -386,7 +386,7 @@ class TrainingPhase(abc.ABC):
 
     @abc.abstractmethod
     def build(self, state: dict[str, Any] | None) -> None:
-        """Set ``agent``, ``sampler`` (numpy Generator of the batches), ``eval_env`` and the
+        """Set ``agent``, ``sampler`` (numpy Generator of the batches), ``eval_envs`` and the
         phase's own state; ``state`` is the resume checkpoint or None."""
 
     @abc.abstractmethod
@@ -418,7 +418,7 @@ class TrainingPhase(abc.ABC):
         """Evaluate the agent and write a row at the current position; counts ``eval_index``."""
         self.recorder.begin_eval()
         ev = evaluate(
-            self.eval_env,
+            self.eval_envs,
             self.agent,
             self.budget["eval_episodes"],
             self.seed,

@@ -16,6 +16,7 @@ import numpy as np
 from calql.envs.make import make_env
 from calql.errors import ConfigError
 from calql.training.config import run_algorithm
+from calql.training.evaluation import EvalEnvs
 from calql.training.phase import LiveLogger, TrainingPhase
 from calql.training.run_spec import RunSpec
 from calql.training.seeding import derive_seed, seed_everything
@@ -54,12 +55,11 @@ class Pretrain(TrainingPhase):
         )
         self.agent.set_phase("offline")
         self.sampler = np.random.default_rng(derive_seed(self.seed, "pretrain", "sampler"))
-        self.eval_env = make_env(
-            self.ctx.task,
-            seed=derive_seed(self.seed, "pretrain", "env"),
-            evaluation=True,
-            dataset_layout=self.dataset.meta.get("obs_layout"),
+        env_seed = derive_seed(self.seed, "pretrain", "env")
+        first = make_env(
+            self.ctx.task, seed=env_seed, evaluation=True, dataset_layout=self.dataset.meta.get("obs_layout")
         )
+        self.eval_envs = EvalEnvs(lambda: make_env(self.ctx.task, seed=env_seed, evaluation=True), first)
 
     @property
     def total(self) -> int:
@@ -72,7 +72,7 @@ class Pretrain(TrainingPhase):
         return self.counters.grad_step, 0
 
     def close(self) -> None:
-        self.eval_env.close()
+        self.eval_envs.close()
 
     # ---- the loop -----------------------------------------------------------------------------
     def train(self) -> None:
