@@ -21,8 +21,8 @@ from analysis.runs import (
     problems_frame,
 )
 from calql.errors import CalqlError
-from calql.runs import RunKey
-from calql.training.config import run_phases
+from calql.run_files import RunKey
+from calql.training.resolve import run_phases
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from calql.errors import CalqlError
-from calql.runs import RUNS_SUBDIR, runs_dir_of
+from calql.run_files import RUNS_SUBDIR, runs_dir_of
 
 log = logging.getLogger("analysis")
 

@@ -28,15 +28,17 @@ def online_points(finetune: pd.DataFrame) -> pd.DataFrame:
 def cumulative_regret(finetune: pd.DataFrame) -> float:
     """Evaluation-based cumulative regret: mean over online evaluations of ``1 - score/100``.
 
-    This is the Cal-QL paper's definition (the authors report *evaluation* regret; CORL issue
-    #76), evaluated on the run's own evaluation grid (every ``eval_every`` online env steps and
-    at the end). It is explicitly NOT CORL's ``train/regret`` (mean of ``1 - success`` over the
-    stochastic *training* episodes). The fine-tuning start row (``env_steps == 0``, the
-    pre-trained policy before any online step) is excluded: regret measures what happens during
-    online interaction, and the start equals the offline score reported separately. Each
-    evaluation point has equal weight. Scores are not clipped, so a score outside [0, 100]
-    (possible for dense-reward tasks) gives a regret term outside [0, 1]. NaN if the run has no
-    online evaluation.
+    Computed on the run's own evaluation grid (every ``eval_every`` online env steps and at the
+    end). It follows what is known of the Cal-QL paper's regret, which is only that it is
+    evaluation-based (a CORL maintainer: the Cal-QL authors "report eval regret", CORL issue #76);
+    the paper's exact formula and grid are not verified, and this definition is our reading,
+    consistent with the official code's evaluation logging (docs/method.md#cumulative-regret). It
+    is NOT CORL's ``train/regret`` (mean of ``1 - success`` over the stochastic *training*
+    episodes). The fine-tuning start row (``env_steps == 0``, the pre-trained policy before any
+    online step) is excluded: regret measures what happens during online interaction, and the
+    start equals the offline score reported separately. Each evaluation point has equal weight.
+    Scores are not clipped, so a score outside [0, 100] (possible for dense-reward tasks) gives a
+    regret term outside [0, 1]. NaN if the run has no online evaluation.
     """
     points = online_points(finetune)["score"].to_numpy(dtype=float)
     if points.size == 0:

@@ -12,7 +12,8 @@ import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from calql.agents import ALGORITHMS, config_methods
+# calql.agents.registry imports no torch (agent classes are imported when first used).
+from calql.agents.registry import ALGORITHMS, config_methods
 
 #: Colours for methods with none of their own (e.g. a variant without `color`), picked by a stable
 #: hash of the name (same colour every run).

@@ -23,9 +23,8 @@ from analysis.runs import expected_runs
 from calql.config import get_task
 from calql.envs.make import ends_at_success
 from calql.errors import describe
-from calql.runs import runs_dir_of
-from calql.tracking.metrics import read_metrics
-from calql.training.config import run_phases
+from calql.run_files import METRICS_CSV, RUN_JSON, read_metrics, runs_dir_of
+from calql.training.resolve import run_phases
 
 #: Tolerance for comparing rates written as floats.
 EPS = 1e-9
@@ -103,8 +102,8 @@ def check_phase(results_dir: Path, config: dict[str, Any], key: Any, phase: str)
         continued_after_success_max=float("nan"),
     )
     try:
-        record = json.loads((folder / "run.json").read_text())
-        rows = read_metrics(folder / "metrics.csv")
+        record = json.loads((folder / RUN_JSON).read_text())
+        rows = read_metrics(folder / METRICS_CSV)
     except (OSError, ValueError) as exc:
         return PhaseCheck(**base, status="missing", **empty, problems=f"cannot read the run files: {describe(exc)}")
     status = str(record.get("status"))

@@ -1,6 +1,6 @@
 """Find, check and load run files (docs/design.md, "Run files").
 
-Layout (:class:`calql.runs.RunKey`): ``<runs_dir>/<task>/<method>/seed<seed>/{pretrain,finetune}/``,
+Layout (:class:`calql.run_files.RunKey`): ``<runs_dir>/<task>/<method>/seed<seed>/{pretrain,finetune}/``,
 each with ``metrics.csv`` and ``run.json``.
 A phase counts as complete only when its ``run.json`` says ``"status": "complete"`` (training
 writes it last, atomically) and, when the analysis is given the experiment config, its recorded
@@ -13,6 +13,7 @@ nothing is dropped without a trace.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from collections.abc import Iterable
@@ -25,9 +26,9 @@ import pandas as pd
 
 from analysis.stale import CurrentRuns, current_runs, stale_detail
 from calql.errors import describe
-from calql.runs import RunKey
-from calql.training.config import run_phases
+from calql.run_files import METRICS_CSV, RUN_JSON, RunKey, read_metrics
 from calql.training.guard import read_failure
+from calql.training.resolve import run_phases
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +100,19 @@ def why_unfinished(phase_dir: Path, reason: str, detail: str) -> tuple[str, str]
     return reason, detail
 
 
-def read_metrics(path: Path, key: RunKey, phase: str) -> pd.DataFrame:
-    """Read one metrics.csv, check its columns and identity, sort by time; ValueError if unusable."""
+def read_phase_metrics(path: Path, key: RunKey, phase: str) -> pd.DataFrame:
+    """One metrics.csv (read by the contract's reader, which keeps the last of repeated
+    evaluation rows), its columns and identity checked, sorted by time; ValueError if unusable."""
     try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        rows = read_metrics(path)
+    except (OSError, ValueError, csv.Error) as exc:
         raise ValueError(f"cannot read {path}: {describe(exc)}") from exc
+    if not rows:
+        raise ValueError(f"{path} has no rows")
+    frame = pd.DataFrame.from_records(rows)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}")
-    if frame.empty:
-        raise ValueError(f"{path} has no rows")
     for column, expected in (("task", key.task), ("method", key.method), ("phase", phase)):
         if column in frame.columns and not (frame[column].astype(str) == expected).all():
             found = sorted(frame[column].astype(str).unique())
@@ -129,11 +132,6 @@ def read_metrics(path: Path, key: RunKey, phase: str) -> pd.DataFrame:
     if unusable.any():
         log.warning("%s: dropping %d row(s) without grad_step/env_steps/score", path, int(unusable.sum()))
         frame = frame[~unusable]
-    # A resumed run may log an evaluation twice; the later row is the one of the finished run.
-    duplicated = frame.duplicated(subset=["grad_step", "env_steps"], keep="last")
-    if duplicated.any():
-        log.warning("%s: %d duplicated evaluation(s) (resume?); keeping the last of each", path, int(duplicated.sum()))
-        frame = frame[~duplicated]
     if frame.empty:
         raise ValueError(f"{path} has no usable rows")
     return frame.sort_values(["env_steps", "grad_step"], kind="stable").reset_index(drop=True)
@@ -196,10 +194,10 @@ def load_phase(
     def problem(reason: str, detail: str, used: bool = False) -> PhaseProblem:
         return PhaseProblem(key.task, key.method, key.seed, phase, reason, detail, str(phase_dir), used)
 
-    if not (phase_dir / "metrics.csv").exists():
+    if not (phase_dir / METRICS_CSV).exists():
         before = f" (not started: {after} did not finish)" if after else ""
         return None, problem(*why_unfinished(phase_dir, "missing", "no metrics.csv" + before))
-    record, detail = read_record(phase_dir / "run.json")
+    record, detail = read_record(phase_dir / RUN_JSON)
     complete = record.get("status") == "complete"
     if not complete:
         reason = "incomplete" if record.get("status") in (None, "running") else "failed"
@@ -212,7 +210,7 @@ def load_phase(
         if stale is not None:
             return None, problem("stale", stale)
     try:
-        frame = read_metrics(phase_dir / "metrics.csv", key, phase)
+        frame = read_phase_metrics(phase_dir / METRICS_CSV, key, phase)
     except ValueError as exc:
         return None, problem("invalid", str(exc))
     if not complete:

@@ -5,8 +5,8 @@ its own job failed) keeps the ``metrics.csv`` and ``run.json`` of the old config
 ``"status": "complete"``. Its numbers must not be reported as the current config's, so a phase
 is admitted only when the ``config_hash`` its ``run.json`` records equals the hash the current
 config resolves to for its task, method and phase: the same
-:func:`calql.training.config.phase_hash` that training compares before it skips a finished phase
-(:func:`calql.training.phase.already_complete`) and a checkpoint's identity uses. Anything else
+:func:`calql.training.resolve.phase_hash` that training compares before it skips a finished phase
+(:func:`calql.training.phase_files.already_complete`) and a checkpoint's identity uses. Anything else
 is ``stale``, with both hashes and, from the ``config`` the ``run.json`` records, the keys that
 changed.
 """
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from calql.training.config import phase_config, phase_hash, resolve_all
+from calql.run_files import phase_config, phase_hash
+from calql.training.resolve import resolve_all
 
 #: Changed keys named in one missing.csv detail; the rest are counted.
 MAX_NAMED_KEYS = 6
 
-#: Resolved run configs by (task, method), from :func:`calql.training.config.resolve_all`.
+#: Resolved run configs by (task, method), from :func:`calql.training.resolve.resolve_all`.
 CurrentRuns = dict[tuple[str, str], dict[str, Any]]
 
 

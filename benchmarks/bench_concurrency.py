@@ -36,10 +36,12 @@ from bench_update import SIZES, make_batch  # noqa: E402
 
 from calql.agents import make_agent  # noqa: E402
 from calql.atomic import write_json  # noqa: E402
+from calql.training.process import configure_cpu_allocator  # noqa: E402
 
 
 def _worker(method: str, args: dict[str, Any], start: Any, out: Any) -> None:
     torch.set_num_threads(1)
+    configure_cpu_allocator()  # as a training job does (calql.training.process)
     torch.manual_seed(0)
     hparams = SIZES["small"][method]
     agent = make_agent(method, args["obs_dim"], args["act_dim"], hparams, torch.device("cpu"))

@@ -35,8 +35,8 @@ from calql.agents import make_agent
 from calql.atomic import write_json
 from calql.config import get_task, load_config
 from calql.envs.make import make_env
-from calql.training.config import resolve_run_config, run_algorithm
 from calql.training.evaluation import EVAL_BATCH, EvalEnvs, ScoreSpec, evaluate
+from calql.training.resolve import resolve_run_config, run_algorithm
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -32,7 +32,7 @@ from calql.config import get_task, validate_config
 from calql.data.format import save_dataset
 from calql.data.label import label_dataset
 from calql.data.sources import fetch_dataset
-from calql.tracking.metrics import read_metrics
+from calql.run_files.metrics_csv import read_metrics
 from calql.training.finetune import run_finetune
 from calql.training.pretrain import run_pretrain
 from calql.training.run_spec import RunSpec

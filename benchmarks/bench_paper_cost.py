@@ -51,8 +51,10 @@ from calql.agents import Agent, make_agent  # noqa: E402
 from calql.atomic import write_json, write_text  # noqa: E402
 from calql.config import TaskSpec, get_task, load_config  # noqa: E402
 from calql.envs.make import make_env  # noqa: E402
-from calql.training.config import resolve_all, run_algorithm  # noqa: E402
 from calql.training.evaluation import run_episode  # noqa: E402
+from calql.training.process import configure_cpu_allocator  # noqa: E402
+from calql.training.resolve import resolve_all, run_algorithm  # noqa: E402
+from calql.training.run_config import RunConfig  # noqa: E402
 
 try:  # the loop's own one-observation action (public name since the evaluation.py rename)
     from calql.training.evaluation import policy_action as _act
@@ -132,7 +134,7 @@ def time_updates(cell: UpdateCell, device: torch.device, args: argparse.Namespac
     """
     torch.manual_seed(0)
     agent = make_agent(cell.algorithm, cell.obs_dim, cell.act_dim, cell.hparams, device)
-    agent.set_phase(cell.phase)
+    agent.set_mode(cell.phase)
     batch = make_batch(cell.batch_size, cell.obs_dim, cell.act_dim, device)
     period = int(cell.hparams.get("actor_update_period", 1))
     first, _ = _run_updates(agent, batch, period, device)  # also the first warm-up updates
@@ -261,7 +263,7 @@ def measure_envs(
             torch.manual_seed(0)
             run = runs[(task_name, method)]
             agents[method] = make_agent(run_algorithm(run), obs_dim, act_dim, run["agent"], device)
-            agents[method].set_phase("online")
+            agents[method].set_mode("online")
         group = _time_env_group(task, agents, obs, device, args, gate)
         for _ in range(args.retries):  # as for gradient steps: re-time a group that began on busy CPUs
             if not _disturbed(group, args):
@@ -335,7 +337,7 @@ def project(run: dict[str, Any], group: dict[str, Any], updates: dict[str, float
         out["pretrain"]["total_s"] = out["pretrain"]["train_s"] + eval_s
     ft = run["finetune"]
     env_steps, utd = int(ft["env_steps"]), float(ft["utd_ratio"])
-    n_updates = max(0, env_steps - int(ft.get("random_steps", 0))) * utd
+    n_updates = max(0, env_steps - int(RunConfig.from_json(run).finetune.random_steps)) * utd
     n_eval = n_evaluations(env_steps, int(ft["eval_every_env_steps"]))
     out["finetune"] = {
         "env_steps": env_steps,
@@ -467,6 +469,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or int(config.get("train", {}).get("threads", 1))
     torch.set_num_threads(threads)
     device = torch.device(args.device)
+    if device.type == "cpu":
+        configure_cpu_allocator()  # as a training job does (calql.training.process)
     runs = {
         k: v
         for k, v in resolve_all(config).items()
@@ -662,7 +666,7 @@ python benchmarks/bench_paper_cost.py --device cuda                # on a GPU no
   sizes, batch sizes (AWAC 1024), N = 10 CQL actions, RLPD's 10 critics and UTD 20, budgets and
   evaluation schedules are the sweep's own.
 - **Gradient step**: `make_agent` at the resolved hyperparameters and the env's obs/act dims,
-  `set_phase("offline")` for pre-training and `"online"` for fine-tuning, one random batch of the
+  `set_mode("offline")` for pre-training and `"online"` for fine-tuning, one random batch of the
   resolved batch size (the cost does not depend on the values), warm-up, then the **median** of
   5 blocks of updates, each about 0.5 s long and a whole number of RLPD's actor period (20);
   `torch.cuda.synchronize` around each block on cuda. Cells with equal algorithm, hyperparameters,

@@ -25,6 +25,7 @@ import torch
 
 from calql.agents import METHODS, make_agent
 from calql.atomic import write_json
+from calql.training.process import configure_cpu_allocator
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
@@ -75,6 +76,8 @@ def time_cell(method: str, hparams: dict[str, Any], threads: int, args: argparse
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
+    if device.type == "cpu":
+        configure_cpu_allocator()  # as a training job does (calql.training.process)
     agent = make_agent(method, args.obs_dim, args.act_dim, hparams, device)
     batch = make_batch(args.batch, args.obs_dim, args.act_dim, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

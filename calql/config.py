@@ -26,6 +26,12 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def builtin_rule_resources() -> dict[str, Any]:
+    """The requests a rule makes when the config's ``resources.default`` leaves a key out: the
+    schema's default of ``resources.default`` (written there only)."""
+    return dict(schema()["properties"]["resources"]["properties"]["default"]["default"])
+
+
 def _extend_with_default(validator_class: type) -> type:
     """The jsonschema recipe that also fills ``default:`` values (as Snakemake's validate does)."""
     validate_properties = validator_class.VALIDATORS["properties"]

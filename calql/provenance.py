@@ -5,14 +5,14 @@ Every dataset, checkpoint and metrics file records this so a number can be trace
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import subprocess
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from calql.run_files.hashing import config_hash
 
 #: Packages whose versions change numbers; recorded in every output.
 TRACKED_PACKAGES = (
@@ -63,12 +63,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def config_hash(config: Any) -> str:
-    """A short, stable hash of a JSON-serialisable config (key order does not matter)."""
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def provenance(config: Any | None = None, seed: int | None = None) -> dict[str, Any]:

@@ -8,17 +8,10 @@ settings touch no dataset. Kept here, not in the Snakefile, so that tests can ch
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
-from calql.training.config import phase_hash
-
-
-def digest(obj: Any) -> str:
-    """A short stable hash of JSON-able data (used in file names and rerun keys)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+from calql.run_files.hashing import digest, phase_hash
 
 
 def data_key(config: dict[str, Any], task: str) -> str:
@@ -35,9 +28,16 @@ def label_key(config: dict[str, Any], task: str) -> str:
 
 def train_key(config: dict[str, Any], run: dict[str, Any], phase: str) -> str:
     """What a training phase depends on: the task's environment plus that phase's run config
-    (``run`` is the resolved config of the task x method, `calql.training.config.resolve_all`)."""
+    (``run`` is the resolved config of the task x method, `calql.training.resolve.resolve_all`)."""
     spec = config["tasks"][run["task"]]
     return digest({"env": spec["env"], "domain": spec["domain"], "run": phase_hash(run, phase)})
+
+
+def track_key(config: dict[str, Any]) -> str:
+    """What the MLflow import depends on beyond the run files: the tracking settings and the
+    experiment the runs are filed under. (Plain sorted JSON, not a digest: the key Snakemake
+    recorded for existing imports before this function existed, so they stay up to date.)"""
+    return json.dumps({**config.get("tracking", {}), "experiment": config["experiment"]}, sort_keys=True)
 
 
 def analysis_key(config: dict[str, Any]) -> str:

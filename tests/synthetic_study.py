@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from calql.runs import RunKey
-from calql.training.config import phase_hash, resolve_run_config, run_phases
+from calql.run_files import RunKey, phase_hash
+from calql.training.resolve import resolve_run_config, run_phases
 
 #: The task, methods and seeds of the small synthetic studies (partial and stale-run tests).
 TASKS, METHODS, SEEDS = ("taskA",), ("calql", "iql", "sac"), (0, 1)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from calql.agents import METHODS, agent_from_state_dict, check_finite, default_hparams, hparam_names, make_agent
 from calql.agents import losses as L
-from calql.agents.configs import CalQLConfig, CQLConfig, IQLConfig, SACConfig
+from calql.agents.hyperparameters import CalQLConfig, CQLConfig, IQLConfig, SACConfig
 from calql.agents.policies import TanhGaussianPolicy
 from calql.errors import CheckpointError, ConfigError, TrainingDivergedError
 
@@ -91,11 +91,11 @@ def test_state_dict_round_trip_is_bit_identical(method):
     a = make_agent(method, O, A, hp, "cpu")
     for i in range(5):
         a.update(make_batch(seed=i))
-    a.set_phase("online")
+    a.set_mode("online")
     torch.manual_seed(2)  # a differently initialized agent
     b = make_agent(method, O, A, hp, "cpu")
     b.load_state_dict(_roundtrip(a.state_dict()))
-    assert b.phase == "online"
+    assert b.mode == "online"
     batch = make_batch(seed=99)
     ma, mb = a.update(batch), b.update(batch)
     assert ma.keys() == mb.keys()
@@ -168,7 +168,7 @@ def _first_update(method: str, hparams: dict, phase: str | None, batch: dict) ->
     torch.manual_seed(0)
     agent = make_agent(method, O, A, hparams, "cpu")
     if phase is not None:
-        agent.set_phase(phase)
+        agent.set_mode(phase)
     torch.manual_seed(1)
     return {k: float(v) for k, v in agent.update(batch).items()}
 
@@ -188,7 +188,7 @@ def test_phase_switches_change_the_update_as_configured():
     assert [online[k] for k in shared] == [cql_half[k] for k in shared]
     assert offline["qf1_loss"] != online["qf1_loss"]
     with pytest.raises(ValueError, match="phase"):
-        make_agent("calql", O, A, hp, "cpu").set_phase("finetune")
+        make_agent("calql", O, A, hp, "cpu").set_mode("finetune")
     no_cql = _first_update("cql", {**SMALL["cql"], "online_use_cql": False}, "online", make_batch())
     assert "cql_qf1_diff" not in no_cql and "qf1_loss" in no_cql
     assert "cql_qf1_diff" in _first_update("cql", SMALL["cql"], "online", make_batch())
@@ -380,11 +380,11 @@ def test_calql_without_online_calibration_is_cql_online():
     calql.load_state_dict({**cql.state_dict(), "method": "calql"})
     batch = make_batch()
     batch["mc_returns"] = torch.full((64,), 1e3)  # would bound every entry if calibration were on
-    cql.set_phase("online")
-    calql.set_phase("online")
+    cql.set_mode("online")
+    calql.set_mode("online")
     m1, m2 = cql.update(batch), calql.update(batch)
     assert all(torch.equal(m1[k], m2[k]) for k in m1)
-    calql.set_phase("offline")
+    calql.set_mode("offline")
     assert calql.update(batch)["qf1_loss"] != cql.update(batch)["qf1_loss"]
 
 

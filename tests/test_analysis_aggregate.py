@@ -17,7 +17,7 @@ from analysis.aggregate import aggregate, write_summary
 from analysis.config import AnalysisConfig
 from calql.config import load_config, validate_config
 from calql.errors import CalqlError, ConfigError
-from calql.training.config import resolve_run_config
+from calql.training.resolve import resolve_run_config
 from tests.conftest import REPO
 from tests.synthetic_study import write_phase, write_study
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from calql.agents.awac import AWACAgent
-from calql.agents.configs import AWACConfig, RLPDConfig
+from calql.agents.hyperparameters import AWACConfig, RLPDConfig
 from calql.agents.networks import EnsembleCritic
 from calql.agents.policies import GaussianPolicy, TanhNormalPolicy
 from calql.agents.rlpd import RLPDAgent
@@ -100,10 +100,10 @@ def test_state_dict_round_trip_is_bit_identical(variant):
     a = make(variant, 1)
     for i in range(4):  # RLPD: mid-period (next actor step on the 6th call)
         a.update(make_batch(seed=i))
-    a.set_phase("online")
+    a.set_mode("online")
     b = make(variant, 2)  # differently initialized
     b.load_state_dict(roundtrip(a.state_dict()))
-    assert b.phase == "online" and b.num_updates == 4
+    assert b.mode == "online" and b.num_updates == 4
     for i in range(4):  # RLPD: crosses the actor step of call 6
         batch = make_batch(seed=10 + i)
         ma, mb = a.update(batch), b.update(batch)

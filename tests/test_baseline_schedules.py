@@ -30,7 +30,7 @@ from calql.data.mc_returns import label_returns
 from calql.errors import ConfigError
 from calql.training.buffers import BATCH_KEYS, MixedReplay, OfflineData, OnlineBuffer, PooledReplay
 from calql.training.checkpoint import load_checkpoint
-from calql.training.config import resolve_run_config
+from calql.training.resolve import resolve_run_config
 from calql.training.run_spec import RunSpec
 from tests.conftest import write_config
 from tests.test_resume import _same_agent
@@ -335,8 +335,8 @@ def test_sigterm_inside_a_step_episode_stops_without_checkpoint_and_resumes_exac
     tmp_path: Path, labeled_dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from calql.agents.rlpd import RLPDAgent
-    from calql.training import phase
-    from calql.training.phase import TrainingTerminated
+    from calql.training import signals
+    from calql.training.signals import TrainingTerminated
 
     cfg = _config(tmp_path, utd_ratio=2.0, random_steps=50)
     cfg["train"]["overrides"] = {"rlpd": {"actor_update_period": 2}}
@@ -346,7 +346,7 @@ def test_sigterm_inside_a_step_episode_stops_without_checkpoint_and_resumes_exac
     def update(self: Any, batch: Any) -> Any:
         out = real(self, batch)
         if self.num_updates == 2 * 215 + 1:  # the first of the two updates of env step 266
-            phase._TERMINATE.set()
+            signals._TERMINATE.set()
         return out
 
     monkeypatch.setattr(RLPDAgent, "update", update)
@@ -355,7 +355,7 @@ def test_sigterm_inside_a_step_episode_stops_without_checkpoint_and_resumes_exac
         with pytest.raises(TrainingTerminated, match="nothing was written"):
             _finetune(cfg, "rlpd", crash, labeled_dataset)
     finally:
-        phase._TERMINATE.clear()
+        signals._TERMINATE.clear()
     state = load_checkpoint(crash / "finetune/checkpoints/last.pt")["counters"]
     assert 100 <= state["env_steps"] < 266 and state["pending"] == 0 and state["boundary_done"], state
     monkeypatch.setattr(RLPDAgent, "update", real)

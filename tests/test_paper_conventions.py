@@ -28,8 +28,8 @@ from calql.data.sources import fetch_dataset
 from calql.data.sources.awac_npy import load_pickled_npy
 from calql.envs.make import FlatTaskEnv, make_env
 from calql.errors import DatasetError
-from calql.training.config import resolve_run_config
 from calql.training.evaluation import EvalEnvs, evaluate, run_episode, score_spec
+from calql.training.resolve import resolve_run_config
 from tests._sources_helpers import minari_root_with
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from analysis.run_checks import check_results
 from calql.agents import config_methods
 from calql.config import read_config_file, validate_config
 from calql.errors import ConfigError
-from calql.training.config import resolve_all
+from calql.training.resolve import resolve_all
 from tests.test_workflow import dry_run, job_counts, place_local_sources, snakemake
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import analysis.plots
 from analysis.cli import main
 from analysis.partial import partial_note
 from calql.config import validate_config
-from calql.runs import RunKey
+from calql.run_files import RunKey
 from calql.training.guard import failure_record
 from tests.synthetic_study import METHODS, SEEDS, TASKS, record_figure_texts, write_study
 from tests.synthetic_study import study_config as synthetic_config

@@ -19,7 +19,7 @@ import yaml
 from calql.agents import ALGORITHMS, algorithm_names, config_methods, get_method
 from calql.config import load_config, validate_config
 from calql.errors import ConfigError
-from calql.training.config import resolve_all, resolve_run_config, run_phases
+from calql.training.resolve import resolve_all, resolve_run_config, run_phases
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
@@ -109,7 +109,7 @@ TOY_MODULE = '''
 from dataclasses import dataclass
 
 from calql.agents import Algorithm, register
-from calql.agents.configs import SACConfig
+from calql.agents.hyperparameters import SACConfig
 from calql.agents.sac import SACAgent
 
 

@@ -13,8 +13,8 @@ import pytest
 from analysis.cli import main
 from analysis.run_checks import check_results
 from calql.config import read_config_file, validate_config
-from calql.runs import RunKey, runs_dir_of
-from calql.tracking.metrics import write_metrics
+from calql.run_files import RunKey, runs_dir_of
+from calql.run_files.metrics_csv import write_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = ("antmaze-large-diverse", "kitchen-partial")

@@ -16,7 +16,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-from calql.training.guard import ERROR_NAME, LOCK_NAME, failure_record, read_failure
+from calql.run_files import ERROR_JSON
+from calql.training.guard import LOCK_NAME, failure_record, read_failure
 from tests.test_training import TINY_TRAIN, labeled_dataset, make_config  # noqa: F401
 
 
@@ -103,7 +104,7 @@ def test_failure_record_names_the_error(tmp_path: Path) -> None:
             raise RuntimeError("boom")
     assert read_failure(tmp_path).startswith("RuntimeError: boom")
     with failure_record(tmp_path):
-        assert not (tmp_path / ERROR_NAME).exists(), "an old failure record must go when the phase restarts"
+        assert not (tmp_path / ERROR_JSON).exists(), "an old failure record must go when the phase restarts"
     assert read_failure(tmp_path) is None
 
 

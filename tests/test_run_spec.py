@@ -14,7 +14,7 @@ from calql import rerun_keys
 from calql.cli import main
 from calql.config import get_task, load_config, validate_config
 from calql.errors import ConfigError
-from calql.training.config import resolve_run_config
+from calql.training.resolve import resolve_run_config
 from calql.training.run_spec import FORMAT, TRAINING_TASK_KEYS, RunSpec, live_tracking_settings, parse_live_tracking
 from tests.conftest import REPO
 from tests.test_training import TINY_TRAIN, labeled_dataset, make_config, metrics_without_timing  # noqa: F401

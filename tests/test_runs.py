@@ -1,8 +1,8 @@
-"""The run-folder layout (calql.runs.RunKey) that the workflow, tracking and analysis share."""
+"""The run-folder layout (calql.run_files.RunKey) that the workflow, tracking and analysis share."""
 
 from pathlib import Path
 
-from calql.runs import RunKey, runs_dir_of
+from calql.run_files import RunKey, runs_dir_of
 from calql.tracking.store import run_key
 
 

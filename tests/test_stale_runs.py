@@ -17,8 +17,8 @@ from analysis.aggregate import aggregate
 from analysis.cli import main
 from analysis.stale import changed_keys
 from calql.config import validate_config
-from calql.runs import RunKey
-from calql.training.config import phase_hash, resolve_run_config
+from calql.run_files import RunKey, phase_hash
+from calql.training.resolve import resolve_run_config
 from tests.synthetic_study import METHODS, SEEDS, TASKS, record_figure_texts, write_phase, write_study
 from tests.synthetic_study import study_config as synthetic_config
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from calql.config import load_config
-from calql.tracking.metrics import BASE_COLUMNS, TIMING_COLUMNS, columns_of, read_metrics, write_metrics
+from calql.run_files.metrics_csv import BASE_COLUMNS, TIMING_COLUMNS, columns_of, read_metrics, write_metrics
 from calql.training.run_spec import RunSpec
 from tests.test_training import TINY_TRAIN, labeled_dataset, make_config  # noqa: F401
 

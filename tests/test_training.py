@@ -16,7 +16,8 @@ import torch
 
 from calql.config import RewardSpec, load_config
 from calql.errors import CheckpointError, ConfigError, TrainingDivergedError
-from calql.tracking.metrics import TIMING_COLUMNS, read_metrics
+from calql.run_files import phase_hash
+from calql.run_files.metrics_csv import TIMING_COLUMNS, read_metrics
 from calql.training.buffers import (
     CLIP_ACTION,
     OfflineData,
@@ -25,7 +26,7 @@ from calql.training.buffers import (
     mixed_batch,
     training_arrays,
 )
-from calql.training.config import phase_hash, resolve_all, resolve_run_config
+from calql.training.resolve import resolve_all, resolve_run_config
 from calql.training.run_spec import RunSpec
 from tests.conftest import UMAZE_TASK, write_config
 
@@ -266,13 +267,12 @@ def test_training_arrays_clip_actions_and_relabel(labeled_dataset: Path) -> None
 @pytest.mark.parametrize("method", ["calql", "iql", "sac"])
 def test_q_value_of_policy_actions_equals_policy_q(method: str) -> None:
     from calql.agents import make_agent
-    from calql.training.evaluation import q_value
 
     torch.manual_seed(0)
     hp = {"hidden": [16]} if method == "iql" else {"policy_hidden": [16], "critic_hidden": [16]}
     agent = make_agent(method, 4, 2, hp, "cpu")
     obs = torch.randn(7, 4)
-    torch.testing.assert_close(q_value(agent, obs, agent.act(obs, deterministic=True)), agent.policy_q(obs))
+    torch.testing.assert_close(agent.q_value(obs, agent.act(obs, deterministic=True)), agent.policy_q(obs))
 
 
 def test_score_spec() -> None:
@@ -459,7 +459,7 @@ def test_random_steps_take_no_gradient_steps(tmp_path: Path, labeled_dataset: Pa
 
 
 def test_recorder_means_state_round_trip_and_divergence(tmp_path: Path) -> None:
-    from calql.training.phase import PhaseContext
+    from calql.training.phase_files import PhaseContext
     from calql.training.recorder import PhaseRecorder
 
     ctx = PhaseContext(

@@ -300,7 +300,7 @@ def test_rerun_keys_ignore_unrelated_settings() -> None:
     """The workflow's rerun keys (calql.rerun_keys, the rules' `key` params): settings a step does
     not read leave its key alone, and the settings it does read change it."""
     from calql import rerun_keys
-    from calql.training.config import resolve_all
+    from calql.training.resolve import resolve_all
 
     def keys(config: dict) -> dict[str, str]:
         config = validate_config(config)
@@ -516,7 +516,7 @@ def test_config_change_with_a_failed_job_reports_no_stale_run(
     missing.csv as stale, with both hashes and the changed key, and the tables say so."""
     import pandas as pd
 
-    from calql.training.config import phase_hash
+    from calql.run_files import phase_hash
 
     workdir = tmp_path / "wf"
     shutil.copytree(finished_run[0], workdir, symlinks=True)

@@ -3,7 +3,7 @@
 ``make_agent(algorithm, obs_dim, act_dim, hparams, device)`` builds an agent from a dict of
 hyperparameters (unknown keys raise ConfigError); ``config_class(algorithm)`` gives the
 algorithm's dataclass (defaults = official code) and ``hparam_names(algorithm)`` its keys. The
-built-in algorithms are registered at the end of this module, each with its source. Loss math lives in
+built-in algorithms are registered at the end of ``registry.py``, each with its source. Loss math lives in
 ``calql.agents.losses``; call ``torch.manual_seed(seed)`` before ``make_agent`` for
 reproducibility (the agent seeds its own generator from the global RNG and checkpoints it).
 
@@ -14,20 +14,22 @@ e.g. for ``q_data``); ``agent_from_state_dict`` rebuilds an agent from a checkpo
 
 from __future__ import annotations
 
+import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from calql.agents.awac import AWACAgent
-from calql.agents.base import Agent
-from calql.agents.calql import CalQLAgent
-from calql.agents.configs import AgentConfig, AWACConfig, CalQLConfig, CQLConfig, IQLConfig, RLPDConfig, SACConfig
-from calql.agents.cql import CQLAgent
-from calql.agents.iql import IQLAgent
-from calql.agents.numerics import check_finite
+from calql.agents.hyperparameters import (
+    AgentConfig,
+    AWACConfig,
+    CalQLConfig,
+    CQLConfig,
+    IQLConfig,
+    RLPDConfig,
+    SACConfig,
+)
 from calql.agents.registry import (
     ALGORITHMS,
+    METHODS,
     Algorithm,
     Method,
     algorithm_names,
@@ -37,38 +39,75 @@ from calql.agents.registry import (
     register,
     unregister,
 )
-from calql.agents.rlpd import RLPDAgent
-from calql.agents.sac import SACAgent
 from calql.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+    from calql.agents.awac import AWACAgent
+    from calql.agents.base import Agent
+    from calql.agents.calql import CalQLAgent
+    from calql.agents.cql import CQLAgent
+    from calql.agents.iql import IQLAgent
+    from calql.agents.numerics import check_finite
+    from calql.agents.rlpd import RLPDAgent
+    from calql.agents.sac import SACAgent
+
+#: Names this package gives from modules that import torch: imported on first use (PEP 562), so
+#: that the registry (labels, colours, methods of a config) can be read without torch.
+_LAZY = {
+    "Agent": "calql.agents.base",
+    "AWACAgent": "calql.agents.awac",
+    "CalQLAgent": "calql.agents.calql",
+    "CQLAgent": "calql.agents.cql",
+    "IQLAgent": "calql.agents.iql",
+    "RLPDAgent": "calql.agents.rlpd",
+    "SACAgent": "calql.agents.sac",
+    "check_finite": "calql.agents.numerics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 log = logging.getLogger(__name__)
 
 
-def config_class(method: str) -> type[AgentConfig]:
-    """The hyperparameter dataclass of algorithm ``method``."""
-    return get_algorithm(method).config
+def config_class(algorithm: str) -> type[AgentConfig]:
+    """The hyperparameter dataclass of ``algorithm`` (a registered algorithm, not a variant)."""
+    return get_algorithm(algorithm).config
 
 
-def hparam_names(method: str) -> list[str]:
-    """Names of the hyperparameters ``method`` accepts."""
-    return config_class(method).names()
+def hparam_names(algorithm: str) -> list[str]:
+    """Names of the hyperparameters ``algorithm`` accepts."""
+    return config_class(algorithm).names()
 
 
-def default_hparams(method: str) -> dict[str, Any]:
-    """The method's defaults (the official code's) as a plain dict."""
-    return config_class(method)().to_dict()
+def default_hparams(algorithm: str) -> dict[str, Any]:
+    """The algorithm's defaults (the official code's) as a plain dict."""
+    return config_class(algorithm)().to_dict()
 
 
 def make_agent(
-    method: str, obs_dim: int, act_dim: int, hparams: dict[str, Any] | None, device: str | torch.device = "cpu"
+    algorithm: str, obs_dim: int, act_dim: int, hparams: dict[str, Any] | None, device: str | torch.device = "cpu"
 ) -> Agent:
-    """Build the agent of ``method`` from ``hparams`` (missing keys take the defaults)."""
-    algorithm = get_algorithm(method)
-    cfg = algorithm.config.from_dict(hparams)
-    agent = algorithm.agent(obs_dim, act_dim, cfg, device)
+    """Build the agent of ``algorithm`` from ``hparams`` (missing keys take the defaults).
+    A config's variant resolves to its algorithm first (``calql.training.resolve.run_algorithm``)."""
+    entry = get_algorithm(algorithm)
+    cfg = entry.config.from_dict(hparams)
+    agent = entry.agent(obs_dim, act_dim, cfg, device)
     log.info(
         "built %s agent: obs %d, act %d, device %s, hyperparameters %s",
-        method,
+        algorithm,
         obs_dim,
         act_dim,
         agent.device,
@@ -78,64 +117,15 @@ def make_agent(
 
 
 def agent_from_state_dict(state: dict[str, Any], device: str | torch.device = "cpu") -> Agent:
-    """Rebuild an agent (method, sizes, hyperparameters) from its ``state_dict`` and load it."""
+    """Rebuild an agent (its algorithm, sizes, hyperparameters) from its ``state_dict`` and load it."""
     try:
-        method, obs_dim, act_dim, hparams = state["method"], state["obs_dim"], state["act_dim"], state["config"]
+        algorithm, obs_dim, act_dim, hparams = state["method"], state["obs_dim"], state["act_dim"], state["config"]
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"not an agent checkpoint (missing {exc})") from exc
-    agent = make_agent(method, obs_dim, act_dim, hparams, device)
+    agent = make_agent(algorithm, obs_dim, act_dim, hparams, device)
     agent.load_state_dict(state)
     return agent
 
-
-# ----------------------------------------------------------------------------- built-in algorithms
-# Colours: Okabe-Ito (colour-blind safe); the proposed method stands out, the from-scratch
-# reference is grey.
-register(
-    Algorithm(
-        "calql", CalQLAgent, CalQLConfig, "Cal-QL", "#D55E00", pretrains=True, offline_data_online=True,
-        source="Nakamoto et al. 2023; official code nakamotoo/Cal-QL (docs/method.md#cal-ql-bound)",
-    )
-)  # fmt: skip
-register(
-    Algorithm(
-        "cql", CQLAgent, CQLConfig, "CQL", "#0072B2", pretrains=True, offline_data_online=True,
-        source="Kumar et al. 2020; the official Cal-QL code with enable_calql=False (docs/method.md)",
-    )
-)  # fmt: skip
-register(
-    Algorithm(
-        "iql", IQLAgent, IQLConfig, "IQL", "#009E73", pretrains=True, offline_data_online=True,
-        source="Kostrikov et al. 2021; the first author's fork nakamotoo/implicit_q_learning (docs/baselines.md)",
-    )
-)  # fmt: skip
-register(
-    Algorithm(
-        "sac", SACAgent, SACConfig, "SAC (scratch)", "#7F7F7F", pretrains=False, offline_data_online=False,
-        source="Haarnoja et al. 2018; the official Cal-QL code with use_cql=False (docs/method.md)",
-    )
-)  # fmt: skip
-register(
-    Algorithm(
-        "hybrid", SACAgent, SACConfig, "Hybrid RL", "#E69F00", pretrains=False, offline_data_online=True,
-        source="Song et al. 2023 (Hy-Q) as the Cal-QL paper runs it: SAC from scratch on 50/50 offline/online batches",
-    )
-)  # fmt: skip
-register(
-    Algorithm(
-        "awac", AWACAgent, AWACConfig, "AWAC", "#CC79A7", pretrains=True, offline_data_online=True,
-        source="Nair et al. 2020; CORL finetune/awac.py defaults, the first author's nakamotoo/jaxrl (AWAC-F) in the presets",
-    )
-)  # fmt: skip
-register(
-    Algorithm(
-        "rlpd", RLPDAgent, RLPDConfig, "RLPD", "#56B4E9", pretrains=False, offline_data_online=True,
-        source="Ball et al. 2023; ikostrikov/rlpd with the first author's nakamotoo/rlpd settings (RLPD-F)",
-    )
-)  # fmt: skip
-
-#: Names of the built-in algorithms (the registry may hold more: ``algorithm_names()``).
-METHODS: tuple[str, ...] = tuple(ALGORITHMS)
 
 __all__ = [
     "agent_from_state_dict",
@@ -151,12 +141,16 @@ __all__ = [
     "unregister",
     "Agent",
     "AgentConfig",
+    "AWACAgent",
+    "AWACConfig",
     "CQLAgent",
     "CQLConfig",
     "CalQLAgent",
     "CalQLConfig",
     "IQLAgent",
     "IQLConfig",
+    "RLPDAgent",
+    "RLPDConfig",
     "SACAgent",
     "SACConfig",
     "check_finite",

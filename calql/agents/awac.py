@@ -31,10 +31,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from calql.agents import losses as L
+import calql.agents.losses as L
 from calql.agents.base import Agent, make_adam
-from calql.agents.configs import AWACConfig
-from calql.agents.networks import Critic, soft_update
+from calql.agents.hyperparameters import AWACConfig
+from calql.agents.networks import Critic, soft_update, twin_min
 from calql.agents.policies import GaussianPolicy
 
 
@@ -74,9 +74,6 @@ class AWACAgent(Agent):
         actions = GaussianPolicy.sample(mean, log_std, eps)
         return actions.clamp(-1.0, 1.0) if self.cfg.clip_policy_samples else actions
 
-    def _min_q(self, obs: Tensor, actions: Tensor, critics: nn.ModuleList) -> Tensor:
-        return torch.minimum(critics[0](obs, actions), critics[1](obs, actions))
-
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.cfg
         obs, act, nxt = batch["observations"], batch["actions"], batch["next_observations"]
@@ -89,7 +86,7 @@ class AWACAgent(Agent):
             next_act = self._policy_samples(mean[b:], log_std[b:], eps[:, :1])
             pi_act = self._policy_samples(mean[:b], log_std[:b], eps[:, 1:])
             target = L.td_target(
-                batch["rewards"], batch["dones"], self._min_q(nxt, next_act, self.target_critics)[:, 0], cfg.gamma
+                batch["rewards"], batch["dones"], twin_min(self.target_critics, nxt, next_act)[:, 0], cfg.gamma
             )
         q1, q2 = (critic(obs, act.unsqueeze(1))[:, 0] for critic in self.critics)
         critic_loss = L.mse(q1, target) + L.mse(q2, target)
@@ -143,7 +140,7 @@ class AWACAgent(Agent):
     def policy_q(self, obs: Tensor) -> Tensor:
         o, _ = self._as_obs(obs)
         a = self.policy(o)[0].clamp(-1.0, 1.0).unsqueeze(1)
-        return self._min_q(o, a, self.critics)[:, 0]
+        return twin_min(self.critics, o, a)[:, 0]
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"policy": self.policy, "critics": self.critics, "target_critics": self.target_critics}

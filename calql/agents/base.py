@@ -13,11 +13,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from calql.agents.configs import AgentConfig
-from calql.agents.perf import configure_cpu_allocator
+from calql.agents.hyperparameters import AgentConfig
+from calql.agents.networks import twin_min
 from calql.errors import CheckpointError, describe
 
-PHASES = ("offline", "online")
+#: What an agent is doing: learning from the dataset alone (pre-training) or from its own online
+#: data too (fine-tuning); some losses differ (e.g. Cal-QL's bound online). Not the run's phases
+#: (``calql.run_files.PHASES``, the folders ``pretrain``/``finetune``), though each phase sets one.
+AGENT_MODES = ("offline", "online")
 
 
 def make_adam(groups: list[dict[str, Any]], device: torch.device) -> torch.optim.Adam:
@@ -28,17 +31,17 @@ def make_adam(groups: list[dict[str, Any]], device: torch.device) -> torch.optim
 
 
 class Agent(abc.ABC):
-    """The contract of docs/design.md (update / act / policy_q / set_phase / state_dict)."""
+    """The contract of docs/design.md (update / act / policy_q / set_mode / state_dict)."""
 
+    #: The registered algorithm whose agent class this is (its checkpoints record it as "method";
+    #: Hybrid RL runs the SAC agent, so its agents say "sac").
     method: str = ""
 
     def __init__(self, obs_dim: int, act_dim: int, config: AgentConfig, device: str | torch.device) -> None:
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.cfg = config
         self.device = torch.device(device)
-        if self.device.type == "cpu":
-            configure_cpu_allocator()  # no per-update page faults for the big activations (perf.py)
-        self.phase = "offline"
+        self.mode = "offline"
         self.num_updates = 0
         seed = int(torch.randint(0, 2**62, (1,)).item())
         self.generator = torch.Generator(device=self.device)
@@ -62,15 +65,14 @@ class Agent(abc.ABC):
         """min_i Q_i(s, a) for given actions, [B] (e.g. Q of the dataset actions: `q_data`)."""
         o, _ = self._as_obs(obs)
         a = torch.as_tensor(actions, dtype=torch.float32, device=self.device).reshape(o.shape[0], 1, -1)
-        critics = self.critics  # type: ignore[attr-defined]
-        return torch.minimum(critics[0](o, a), critics[1](o, a)).squeeze(1)
+        return twin_min(self.critics, o, a).squeeze(1)  # type: ignore[attr-defined]
 
-    def set_phase(self, phase: str) -> None:
+    def set_mode(self, mode: str) -> None:
         """Switch between 'offline' pre-training and 'online' fine-tuning behaviour."""
-        if phase not in PHASES:
-            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-        self.phase = phase
-        self._on_phase()
+        if mode not in AGENT_MODES:
+            raise ValueError(f"mode must be one of {AGENT_MODES} (an agent's mode, not a run phase), got {mode!r}")
+        self.mode = mode
+        self._on_mode()
 
     @abc.abstractmethod
     def _modules(self) -> dict[str, nn.Module]:
@@ -91,7 +93,7 @@ class Agent(abc.ABC):
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
             "config": self.cfg.to_dict(),
-            "phase": self.phase,
+            "mode": self.mode,
             "num_updates": self.num_updates,
             "modules": {k: m.state_dict() for k, m in self._modules().items()},
             "tensors": {k: t.detach().clone() for k, t in self._tensors().items()},
@@ -115,12 +117,12 @@ class Agent(abc.ABC):
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint does not match this {self.method} agent: {describe(exc)}") from exc
         self.generator.set_state(state["generator"])
-        self.phase = state["phase"]
+        self.mode = state["mode"] if "mode" in state else state["phase"]  # "phase": checkpoints before the rename
         self.num_updates = int(state["num_updates"])
-        self._on_phase()
+        self._on_mode()
 
-    def _on_phase(self) -> None:
-        """Hook: recompute phase-dependent switches after set_phase / load_state_dict."""
+    def _on_mode(self) -> None:
+        """Hook: recompute mode-dependent switches after set_mode / load_state_dict."""
 
     # ---- helpers --------------------------------------------------------------------------
     def _as_obs(self, obs: Tensor) -> tuple[Tensor, bool]:

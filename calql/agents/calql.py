@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from calql.agents import losses as L
-from calql.agents.configs import CalQLConfig
+import calql.agents.losses as L
 from calql.agents.cql import CQLAgent
+from calql.agents.hyperparameters import CalQLConfig
 
 
 class CalQLAgent(CQLAgent):
@@ -19,10 +19,10 @@ class CalQLAgent(CQLAgent):
     method = "calql"
     cfg: CalQLConfig
 
-    def _on_phase(self) -> None:
-        super()._on_phase()
+    def _on_mode(self) -> None:
+        super()._on_mode()
         # Official: calibration stays on online; calibrate_online=False is CORL's variant.
-        self._calibrate = self.phase == "offline" or self.cfg.calibrate_online
+        self._calibrate = self.mode == "offline" or self.cfg.calibrate_online
 
     def _policy_values(self, q_cur: Tensor, q_next: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         if not self._calibrate:

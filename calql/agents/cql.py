@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from calql.agents import losses as L
-from calql.agents.configs import CQLConfig
+import calql.agents.losses as L
+from calql.agents.hyperparameters import CQLConfig
 from calql.agents.sac import Metrics, SACAgent
 
 
@@ -79,8 +79,8 @@ class CQLAgent(SACAgent):
         self.log_alpha_prime = log_alpha_prime
         self.action_sets = CQLActionSets(config.cql_n_actions, self.n_backup)
 
-    def _on_phase(self) -> None:
-        online = self.phase == "online"
+    def _on_mode(self) -> None:
+        online = self.mode == "online"
         self._use_cql = (not online) or self.cfg.online_use_cql
         w_online = self.cfg.cql_min_q_weight_online
         self._cql_weight = w_online if (online and w_online >= 0) else self.cfg.cql_min_q_weight

@@ -15,10 +15,10 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from calql.agents import losses as L
+import calql.agents.losses as L
 from calql.agents.base import Agent, make_adam
-from calql.agents.configs import IQLConfig
-from calql.agents.networks import Critic, ValueNet, soft_update
+from calql.agents.hyperparameters import IQLConfig
+from calql.agents.networks import Critic, ValueNet, soft_update, twin_min
 from calql.agents.policies import IQLPolicy
 
 _SQRT2 = 2.0**0.5
@@ -59,9 +59,7 @@ class IQLAgent(Agent):
         b = obs.shape[0]
         data_action = act.unsqueeze(1)
         with torch.no_grad():
-            target_q = torch.minimum(
-                self.target_critics[0](obs, data_action), self.target_critics[1](obs, data_action)
-            ).squeeze(1)
+            target_q = twin_min(self.target_critics, obs, data_action).squeeze(1)
 
         v = self.value(obs)
         value_loss = L.expectile_loss(target_q - v, cfg.expectile)
@@ -113,7 +111,7 @@ class IQLAgent(Agent):
         o, _ = self._as_obs(obs)
         self.policy.eval()
         a = self.policy(o)[0].unsqueeze(1)
-        return torch.minimum(self.critics[0](o, a), self.critics[1](o, a)).squeeze(1)
+        return twin_min(self.critics, o, a).squeeze(1)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {

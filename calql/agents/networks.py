@@ -10,6 +10,7 @@ most of the first layer's work for the 1 + 3N action rows of the CQL update.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -105,6 +106,13 @@ class Critic(nn.Module):
             h = F.linear(h, params[i], params[i + 1]).relu_()
             i += 2
         return F.linear(h, params[i], params[i + 1]).view(b, k)
+
+
+def twin_min(critics: nn.ModuleList, obs: Tensor, actions: Tensor, **kwargs: Any) -> Tensor:
+    """min(Q_1(s, a), Q_2(s, a)) of twin critics, [B, K] (critic 1 evaluated first); ``kwargs`` go to
+    both critics (e.g. ``detach_params=True`` for the actor's loss). The one place the twin-critic
+    methods (SAC, CQL, Cal-QL, IQL, AWAC) take this minimum."""
+    return torch.minimum(critics[0](obs, actions, **kwargs), critics[1](obs, actions, **kwargs))
 
 
 class ValueNet(nn.Module):

@@ -14,19 +14,34 @@ Everything downstream (CLI choices, the workflow's job list, the MLflow import, 
 labels, colours and order) reads these two tables, so a new algorithm is one :func:`register`
 call (or an entry point in the ``calql.algorithms`` group of an installed package, see
 :func:`load_plugins`) and a preset; no workflow or analysis code names an algorithm.
+
+This module imports no torch: the built-in algorithms (registered at its end) name their agent
+classes by import path, imported when first used (:attr:`Algorithm.agent`), so labels, colours and
+methods can be read without torch (``analysis.palette``).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from calql.agents.base import Agent
-from calql.agents.configs import AgentConfig
+from calql.agents.hyperparameters import (
+    AgentConfig,
+    AWACConfig,
+    CalQLConfig,
+    CQLConfig,
+    IQLConfig,
+    RLPDConfig,
+    SACConfig,
+)
 from calql.errors import ConfigError, suggest
+
+if TYPE_CHECKING:
+    from calql.agents.base import Agent
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +50,36 @@ log = logging.getLogger(__name__)
 PLUGIN_GROUP = "calql.algorithms"
 
 
+class _AgentClass:
+    """The :attr:`Algorithm.agent` field: given the agent class or its import path
+    ``"module:Class"``, it always reads as the class (a path is imported on first read and kept)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> type[Agent]:
+        if obj is None:  # read on the class: no default, the field is required
+            raise AttributeError(self.slot[1:])
+        value = obj.__dict__[self.slot]
+        if isinstance(value, str):
+            module, _, name = value.partition(":")
+            value = getattr(importlib.import_module(module), name)
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj: Any, value: type[Agent] | str) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """One algorithm: its code, how it is trained and how it is shown."""
 
     name: str
     """Registry key; also the method name when a config lists it directly."""
-    agent: type[Agent]
-    """Agent class, built as ``agent(obs_dim, act_dim, config, device)``."""
+    agent: type[Agent] = _AgentClass()  # type: ignore[assignment]
+    """Agent class, built as ``agent(obs_dim, act_dim, config, device)``; may be given as its
+    import path ``"module:Class"`` (imported on first use)."""
     config: type[AgentConfig]
     """Hyperparameter dataclass (defaults = the reference code's)."""
     label: str
@@ -183,3 +220,40 @@ def get_method(config: dict[str, Any], name: str) -> Method:
         return _method_from_entry(name, -1)
     known = [*methods, *(n for n in names if n not in methods)]
     raise ConfigError(f"unknown method '{name}' (config and registry have: {', '.join(known)}).{suggest(name, known)}")
+
+
+# ----------------------------------------------------------------------------- built-in algorithms
+# Colours: Okabe-Ito (colour-blind safe); the proposed method stands out, the from-scratch
+# reference is grey. Agent classes by import path: imported when an agent is first built.
+_SAC_AGENT = "calql.agents.sac:SACAgent"
+# fmt: off
+for _algorithm in (
+    Algorithm("calql", "calql.agents.calql:CalQLAgent", CalQLConfig, "Cal-QL", "#D55E00",
+              pretrains=True, offline_data_online=True,
+              source="Nakamoto et al. 2023; official code nakamotoo/Cal-QL (docs/method.md#cal-ql-bound)"),
+    Algorithm("cql", "calql.agents.cql:CQLAgent", CQLConfig, "CQL", "#0072B2",
+              pretrains=True, offline_data_online=True,
+              source="Kumar et al. 2020; the official Cal-QL code with enable_calql=False (docs/method.md)"),
+    Algorithm("iql", "calql.agents.iql:IQLAgent", IQLConfig, "IQL", "#009E73",
+              pretrains=True, offline_data_online=True,
+              source="Kostrikov et al. 2021; the first author's fork nakamotoo/implicit_q_learning (docs/baselines.md)"),
+    Algorithm("sac", _SAC_AGENT, SACConfig, "SAC (scratch)", "#7F7F7F",
+              pretrains=False, offline_data_online=False,
+              source="Haarnoja et al. 2018; the official Cal-QL code with use_cql=False (docs/method.md)"),
+    Algorithm("hybrid", _SAC_AGENT, SACConfig, "Hybrid RL", "#E69F00",
+              pretrains=False, offline_data_online=True,
+              source="Song et al. 2023 (Hy-Q) as the Cal-QL paper runs it: SAC from scratch on 50/50 "
+              "offline/online batches"),
+    Algorithm("awac", "calql.agents.awac:AWACAgent", AWACConfig, "AWAC", "#CC79A7",
+              pretrains=True, offline_data_online=True,
+              source="Nair et al. 2020; CORL finetune/awac.py defaults, the first author's nakamotoo/jaxrl "
+              "(AWAC-F) in the presets"),
+    Algorithm("rlpd", "calql.agents.rlpd:RLPDAgent", RLPDConfig, "RLPD", "#56B4E9",
+              pretrains=False, offline_data_online=True,
+              source="Ball et al. 2023; ikostrikov/rlpd with the first author's nakamotoo/rlpd settings (RLPD-F)"),
+):
+    register(_algorithm)
+# fmt: on
+
+#: Names of the built-in algorithms (the registry may hold more: ``algorithm_names()``).
+METHODS: tuple[str, ...] = tuple(ALGORITHMS)

@@ -29,9 +29,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from calql.agents import losses as L
+import calql.agents.losses as L
 from calql.agents.base import Agent, make_adam
-from calql.agents.configs import RLPDConfig
+from calql.agents.hyperparameters import RLPDConfig
 from calql.agents.networks import EnsembleCritic, soft_update
 from calql.agents.policies import TanhNormalPolicy
 

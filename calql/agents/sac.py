@@ -24,10 +24,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from calql.agents import losses as L
+import calql.agents.losses as L
 from calql.agents.base import Agent, make_adam
-from calql.agents.configs import SACConfig
-from calql.agents.networks import Critic, soft_update
+from calql.agents.hyperparameters import SACConfig
+from calql.agents.networks import Critic, soft_update, twin_min
 from calql.agents.policies import TanhGaussianPolicy
 
 Metrics = dict[str, Tensor]
@@ -78,7 +78,7 @@ class SACAgent(Agent):
         self._loss_fn: Callable[..., tuple[Tensor, Metrics]] = self._losses
         if config.compile:
             self._loss_fn = torch.compile(self._losses)
-        self._on_phase()
+        self._on_mode()
 
     # ---- hooks for CQL -------------------------------------------------------------------
     def _n_state_samples(self) -> int:
@@ -133,9 +133,7 @@ class SACAgent(Agent):
         """r + gamma (1 - d) [max_k] min_j Qbar_j(s', a'_k) [- alpha log pi], no gradient."""
         next_obs = batch["next_observations"]
         backup_actions, backup_logps = next_actions[:, : self.n_backup], next_logps[:, : self.n_backup]
-        target_q = torch.minimum(
-            self.target_critics[0](next_obs, backup_actions), self.target_critics[1](next_obs, backup_actions)
-        )
+        target_q = twin_min(self.target_critics, next_obs, backup_actions)
         if self.cfg.max_target_backup:
             value, value_logp = L.max_target_backup(target_q, backup_logps)
         else:
@@ -163,9 +161,7 @@ class SACAgent(Agent):
         a_pi, logp_pi = TanhGaussianPolicy.sample(mean[:b], log_std[:b], eps[:b, :1])
         logp_pi = logp_pi[:, 0]
         alpha, alpha_loss = self._alpha(logp_pi)
-        q_pi = torch.minimum(
-            self.critics[0](obs, a_pi, detach_params=True), self.critics[1](obs, a_pi, detach_params=True)
-        ).squeeze(1)
+        q_pi = twin_min(self.critics, obs, a_pi, detach_params=True).squeeze(1)
         policy_loss = L.sac_actor_loss(logp_pi, q_pi, alpha)
 
         with torch.no_grad():
@@ -220,7 +216,7 @@ class SACAgent(Agent):
     def policy_q(self, obs: Tensor) -> Tensor:
         o, _ = self._as_obs(obs)
         a = self.policy.deterministic(o).unsqueeze(1)
-        return torch.minimum(self.critics[0](o, a), self.critics[1](o, a)).squeeze(1)
+        return twin_min(self.critics, o, a).squeeze(1)
 
     # ---- checkpoint ----------------------------------------------------------------------------
     def _modules(self) -> dict[str, nn.Module]:

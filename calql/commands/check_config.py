@@ -20,7 +20,7 @@ from calql.agents import config_methods
 from calql.config import read_config_file, validate_config
 from calql.data.sources.preflight import check_sources
 from calql.errors import ConfigError
-from calql.training.config import resolve_all
+from calql.training.resolve import resolve_all
 
 log = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ def run_phase(args: argparse.Namespace, phase: str, train: Callable[..., Path], 
     """Get the run, open live tracking if asked, run the phase, close tracking."""
     from calql.tracking.mlflow_live import live_logger
     from calql.training.guard import failure_record, run_lock
-    from calql.training.phase import install_sigterm_handler
+    from calql.training.signals import install_sigterm_handler
 
     spec, tracking = run_spec_of(args, phase)
     install_sigterm_handler()

@@ -165,45 +165,68 @@ def preprocess_dataset(dataset: Dataset, task: TaskSpec) -> Dataset:
     Returns ``dataset`` itself when nothing is on and nothing needs converting; otherwise a new
     dataset whose ``meta["preprocess"]`` records the switches, their origin and what changed.
     Raises :class:`DatasetError` for a convention it finds wrong and is not told to convert.
+    Steps: Kitchen rewards (:func:`_kitchen_rewards`), then, for sparse tasks, the success
+    switches (:func:`_success_switches`).
     """
     switches = resolve_switches(task)
     on = {name for name, s in switches.items() if s.on}
-    conversions: list[str] = []
     record: dict[str, Any] = {"switches": {n: {"on": s.on, "origin": s.origin} for n, s in switches.items()}}
-    rewards = dataset.rewards
     ends = trajectory_ends(dataset)
+    rewards, conversions = _kitchen_rewards(dataset.rewards, ends, task, on, record)
+    if task.reward.sparse:
+        return _success_switches(dataset, task, rewards, ends, on, conversions, record)
+    if not (conversions or "kitchen_rewards_found" in record):
+        return dataset
+    record["conversions"] = conversions
+    meta = {**dataset.meta, "preprocess": record}
+    log.info("preprocess (task %s): %s", task.name, "; ".join(conversions) or "no change")
+    return Dataset(
+        observations=dataset.observations,
+        actions=dataset.actions,
+        rewards=rewards,
+        terminals=dataset.terminals,
+        timeouts=dataset.timeouts,
+        next_observations=dataset.next_observations,
+        meta=meta,
+    )
 
-    if is_kitchen(task):
-        kind, share = kitchen_reward_kind(rewards, ends)
-        record["kitchen_rewards_found"] = {"kind": kind, "drop_after_reward_share": share}
-        if kind == "per_step_completions":
-            if "cumulative_rewards" not in on:
-                raise _refuse(
-                    task,
-                    f"reward the sub-tasks completed in each step ({share:.0%} of rewarded "
-                    "steps are followed by a smaller reward)",
-                    "cumulative_rewards",
-                    "the cumulative number of solved sub-tasks",
-                )
-            rewards = _running_sums(rewards, ends)
-            conversions.append("per-step sub-task completions -> cumulative count per trajectory")
 
-    if not task.reward.sparse:
-        if not (conversions or "kitchen_rewards_found" in record):
-            return dataset
-        record["conversions"] = conversions
-        meta = {**dataset.meta, "preprocess": record}
-        log.info("preprocess (task %s): %s", task.name, "; ".join(conversions) or "no change")
-        return Dataset(
-            observations=dataset.observations,
-            actions=dataset.actions,
-            rewards=rewards,
-            terminals=dataset.terminals,
-            timeouts=dataset.timeouts,
-            next_observations=dataset.next_observations,
-            meta=meta,
+def _kitchen_rewards(
+    rewards: np.ndarray, ends: np.ndarray, task: TaskSpec, on: set[str], record: dict[str, Any]
+) -> tuple[np.ndarray, list[str]]:
+    """Kitchen data: record which reward kind was found; per-step completions become the
+    cumulative count (``cumulative_rewards``) or are refused. Returns the rewards and the
+    conversions made (none for other tasks)."""
+    conversions: list[str] = []
+    if not is_kitchen(task):
+        return rewards, conversions
+    kind, share = kitchen_reward_kind(rewards, ends)
+    record["kitchen_rewards_found"] = {"kind": kind, "drop_after_reward_share": share}
+    if kind != "per_step_completions":
+        return rewards, conversions
+    if "cumulative_rewards" not in on:
+        raise _refuse(
+            task,
+            f"reward the sub-tasks completed in each step ({share:.0%} of rewarded "
+            "steps are followed by a smaller reward)",
+            "cumulative_rewards",
+            "the cumulative number of solved sub-tasks",
         )
+    conversions.append("per-step sub-task completions -> cumulative count per trajectory")
+    return _running_sums(rewards, ends), conversions
 
+
+def _success_switches(
+    dataset: Dataset,
+    task: TaskSpec,
+    rewards: np.ndarray,
+    ends: np.ndarray,
+    on: set[str],
+    conversions: list[str],
+    record: dict[str, Any],
+) -> Dataset:
+    """A sparse task: refuse non-terminal success steps unless ``success_is_terminal``; apply the
+    success switches that are on (``dataset`` itself when none is)."""
     success = success_steps(rewards, task.reward.negative_reward)
     nonterminal = success & ~dataset.terminals
     record["nonterminal_success_steps_found"] = int(nonterminal.sum())
@@ -218,18 +241,7 @@ def preprocess_dataset(dataset: Dataset, task: TaskSpec) -> Dataset:
     if not (on & set(SUCCESS_SWITCHES)):
         return dataset
 
-    end_idx = np.flatnonzero(ends)
-    starts = np.concatenate([[0], end_idx[:-1] + 1])
-    keep = np.zeros(dataset.size, dtype=bool)
-    n_dropped = n_truncated = 0
-    for s, e in zip(starts, end_idx):
-        hits = np.flatnonzero(success[s : e + 1])
-        if "drop_failed_trajectories" in on and len(hits) == 0:
-            n_dropped += 1
-            continue
-        last = s + hits[-1] if ("truncate_after_last_success" in on and len(hits)) else e
-        n_truncated += int(last < e)
-        keep[s : last + 1] = True
+    keep, counts = _kept_steps(ends, success, on)
     if not keep.any():
         raise DatasetError(
             f"task '{task.name}': preprocessing dropped every transition "
@@ -244,28 +256,12 @@ def preprocess_dataset(dataset: Dataset, task: TaskSpec) -> Dataset:
         conversions.append(
             f"{int(nonterminal.sum())} non-terminal success steps marked terminal{_continuing_hint(dataset)}"
         )
-    if n_dropped:
-        conversions.append(f"{n_dropped} trajectories without success dropped")
-    if n_truncated:
-        conversions.append(f"{n_truncated} trajectories cut after their last success")
-    record.update(
-        trajectories=int(len(end_idx)),
-        dropped_trajectories=n_dropped,
-        truncated_trajectories=n_truncated,
-        kept_transitions=int(keep.sum()),
-        conversions=conversions,
-    )
-    log.info(
-        "preprocess (task %s): %d of %d trajectories dropped (no success), %d truncated after their "
-        "last success; %d of %d transitions kept; %s",
-        task.name,
-        n_dropped,
-        len(end_idx),
-        n_truncated,
-        int(keep.sum()),
-        dataset.size,
-        "; ".join(conversions) or "no change",
-    )
+    if counts["dropped_trajectories"]:
+        conversions.append(f"{counts['dropped_trajectories']} trajectories without success dropped")
+    if counts["truncated_trajectories"]:
+        conversions.append(f"{counts['truncated_trajectories']} trajectories cut after their last success")
+    record.update(**counts, kept_transitions=int(keep.sum()), conversions=conversions)
+    _log_success_switches(task, record, dataset.size)
     return Dataset(
         observations=dataset.observations[keep],
         actions=dataset.actions[keep],
@@ -274,4 +270,41 @@ def preprocess_dataset(dataset: Dataset, task: TaskSpec) -> Dataset:
         timeouts=timeouts[keep],
         next_observations=dataset.next_observations[keep],
         meta={**dataset.meta, "preprocess": record},
+    )
+
+
+def _kept_steps(ends: np.ndarray, success: np.ndarray, on: set[str]) -> tuple[np.ndarray, dict[str, int]]:
+    """The steps kept by ``drop_failed_trajectories`` and ``truncate_after_last_success``, and the
+    counts of trajectories, dropped ones and truncated ones."""
+    end_idx = np.flatnonzero(ends)
+    starts = np.concatenate([[0], end_idx[:-1] + 1])
+    keep = np.zeros(len(ends), dtype=bool)
+    n_dropped = n_truncated = 0
+    for s, e in zip(starts, end_idx):
+        hits = np.flatnonzero(success[s : e + 1])
+        if "drop_failed_trajectories" in on and len(hits) == 0:
+            n_dropped += 1
+            continue
+        last = s + hits[-1] if ("truncate_after_last_success" in on and len(hits)) else e
+        n_truncated += int(last < e)
+        keep[s : last + 1] = True
+    counts = {
+        "trajectories": int(len(end_idx)),
+        "dropped_trajectories": n_dropped,
+        "truncated_trajectories": n_truncated,
+    }
+    return keep, counts
+
+
+def _log_success_switches(task: TaskSpec, record: dict[str, Any], size: int) -> None:
+    log.info(
+        "preprocess (task %s): %d of %d trajectories dropped (no success), %d truncated after their "
+        "last success; %d of %d transitions kept; %s",
+        task.name,
+        record["dropped_trajectories"],
+        record["trajectories"],
+        record["truncated_trajectories"],
+        record["kept_transitions"],
+        size,
+        "; ".join(record["conversions"]) or "no change",
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from calql.errors import CalqlError
-from calql.tracking.metrics import read_metrics
+from calql.run_files import FINAL_PT, METRICS_CSV, PHASES, RUN_JSON, read_metrics
 from calql.tracking.store import (
     TAG_KEY,
     TAG_SIGNATURE,
@@ -32,7 +32,6 @@ from calql.tracking.store import (
     run_tags,
     store_lock,
 )
-from calql.training.config import PHASES
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +60,17 @@ class RunFiles:
             if phase in self.phases:
                 d = self.phases[phase]
                 h.update(phase.encode())
-                h.update((d / "run.json").read_bytes())
-                h.update((d / "metrics.csv").read_bytes())
+                h.update((d / RUN_JSON).read_bytes())
+                h.update((d / METRICS_CSV).read_bytes())
         return h.hexdigest()[:16]
 
 
 def discover(runs_dir: Path) -> list[RunFiles]:
     """Every run with at least one completed phase, sorted by key; incomplete phases are ignored."""
     found: dict[str, RunFiles] = {}
-    for run_json in sorted(runs_dir.glob("**/run.json")):
+    for run_json in sorted(runs_dir.glob(f"**/{RUN_JSON}")):
         phase_dir = run_json.parent
-        if phase_dir.name not in PHASES or not (phase_dir / "metrics.csv").exists():
+        if phase_dir.name not in PHASES or not (phase_dir / METRICS_CSV).exists():
             continue
         try:
             record = json.loads(run_json.read_text())
@@ -89,7 +88,7 @@ def discover(runs_dir: Path) -> list[RunFiles]:
 
 def _phase_end_ms(phase_dir: Path) -> int:
     """When a phase finished: its run.json is written last, so its modification time."""
-    return int((phase_dir / "run.json").stat().st_mtime * 1000)
+    return int((phase_dir / RUN_JSON).stat().st_mtime * 1000)
 
 
 def _phase_start_ms(phase_dir: Path, record: dict[str, Any]) -> int:
@@ -144,7 +143,7 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
     metrics: list[Any] = []
     for phase in phases:
         d = rf.phases[phase]
-        rows = read_metrics(d / "metrics.csv")
+        rows = read_metrics(d / METRICS_CSV)
         # timestamps reconstructed from the phase's end time and each row's wall time
         end_ms = _phase_end_ms(d)
         total_s = float(rf.records[phase].get("wall_time_s") or 0.0)
@@ -152,10 +151,10 @@ def _import_one(client: Any, exp_id: str, rf: RunFiles, log_checkpoints: bool) -
             step = int(row["env_steps"] if phase == "finetune" else row["grad_step"])
             ts = end_ms - int(1000 * (total_s - float(row.get("wall_time_s") or 0.0)))
             metrics += [Metric(k, v, ts, step) for k, v in row_metrics(row, phase).items()]
-        client.log_artifact(run_id, str(d / "metrics.csv"), artifact_path=phase)
-        client.log_artifact(run_id, str(d / "run.json"), artifact_path=phase)
-        if log_checkpoints and (d / "final.pt").exists():
-            client.log_artifact(run_id, str(d / "final.pt"), artifact_path=phase)
+        client.log_artifact(run_id, str(d / METRICS_CSV), artifact_path=phase)
+        client.log_artifact(run_id, str(d / RUN_JSON), artifact_path=phase)
+        if log_checkpoints and (d / FINAL_PT).exists():
+            client.log_artifact(run_id, str(d / FINAL_PT), artifact_path=phase)
     for i in range(0, len(metrics), _BATCH):
         client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
     client.log_dict(run_id, last.get("config") or {}, "run_config.json")

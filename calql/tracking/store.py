@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from calql.locking import exclusive_lock
-from calql.runs import RunKey
+from calql.run_files import RunKey
+from calql.training.run_config import run_algorithm, run_variant
 
 if TYPE_CHECKING:  # mlflow takes ~2 s to import: only where it is used
     from mlflow import MlflowClient
@@ -61,9 +62,9 @@ def run_tags(run_config: dict[str, Any], seed: int) -> dict[str, str]:
         "task": str(run_config["task"]),
         "method": method,
         "seed": str(seed),
-        "algorithm": str(run_config.get("algorithm", method)),
+        "algorithm": run_algorithm(run_config),
         "variant": method,
-        "variant_overrides": json.dumps(run_config.get("variant") or {}, sort_keys=True),
+        "variant_overrides": json.dumps(run_variant(run_config), sort_keys=True),
     }
 
 

@@ -8,7 +8,7 @@ reproduces an uninterrupted one bit for bit.
 
 Identity fields (format, phase, task, method, seed, obs/act sizes, phase-config hash) are checked
 before anything is loaded; a mismatch raises :class:`CheckpointError` saying what differs (when
-resuming, :func:`calql.training.phase.load_last` instead sets aside a checkpoint of another config
+resuming, :func:`calql.training.resume.load_last` instead sets aside a checkpoint of another config
 or dataset, and an unreadable one).
 Files are written atomically and loaded with ``weights_only=False``: they contain numpy RNG
 states, and they are this program's own outputs (never load checkpoints from untrusted sources).

@@ -220,20 +220,9 @@ class CalibrationProbe:
     def __call__(self, agent: Any) -> dict[str, float]:
         with torch.no_grad():
             q_policy = agent.policy_q(self.rows["observations"]).float().mean()
-            q_data = q_value(agent, self.rows["observations"], self.rows["actions"]).float().mean()
+            q_data = agent.q_value(self.rows["observations"], self.rows["actions"]).float().mean()
         return {
             "q_policy": float(q_policy),
             "mc_return": float(self.rows["mc_returns"].mean()),
             "q_data": float(q_data),
         }
-
-
-def q_value(agent: Any, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """``min_i Q_i(s, a)`` [B]: the agent's ``q_value`` if it has one, else its twin ``critics``."""
-    if hasattr(agent, "q_value"):
-        return agent.q_value(obs, actions)
-    critics = getattr(agent, "critics", None)
-    if critics is None:
-        return torch.full((obs.shape[0],), float("nan"))
-    a = actions.unsqueeze(1)
-    return torch.minimum(critics[0](obs, a), critics[1](obs, a)).squeeze(1)

@@ -45,19 +45,16 @@ from calql.config import RewardSpec
 from calql.data.mc_returns import mc_returns_for_episode, transform_rewards
 from calql.envs.make import make_env
 from calql.errors import CheckpointError, ConfigError
+from calql.run_files import FINAL_PT, RUN_JSON, phase_hash
 from calql.training.buffers import CLIP_ACTION, MixedReplay, OnlineBuffer, PooledReplay
 from calql.training.checkpoint import check_identity, load_checkpoint
-from calql.training.config import phase_hash, run_algorithm
 from calql.training.evaluation import EvalEnvs, policy_action, run_episode
-from calql.training.phase import (
-    LiveLogger,
-    PhaseContext,
-    TrainingPhase,
-    TrainingTerminated,
-    termination_requested,
-)
+from calql.training.phase import LiveLogger, TrainingPhase
+from calql.training.phase_files import PhaseContext
+from calql.training.resolve import run_algorithm
 from calql.training.run_spec import RunSpec
 from calql.training.seeding import derive_seed, seed_everything
+from calql.training.signals import TrainingTerminated, termination_requested
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +106,11 @@ def _unreadable_init(ctx: PhaseContext, init: Path, exc: CheckpointError) -> Che
     ``pretrain/final.pt``, it is moved aside with the phase's ``run.json`` (kept, renamed), so the
     pre-training phase is incomplete and the next `snakemake` run rebuilds it: no file needs
     deleting by hand. A checkpoint given by hand elsewhere is left where it is."""
-    own = ctx.run_dir / "pretrain" / "final.pt"
+    own = ctx.run_dir / "pretrain" / FINAL_PT
     if init.resolve() != own.resolve():
         return CheckpointError(f"{exc}; pass another --init or re-run `calql pretrain` to rebuild it")
     aside = set_aside(init, "unreadable")
-    record = own.with_name("run.json")
+    record = own.with_name(RUN_JSON)
     if record.exists():
         set_aside(record, "unreadable-final")
     log.error("moved the unreadable pre-trained checkpoint %s aside to %s", init, aside)
@@ -165,7 +162,7 @@ class Finetune(TrainingPhase):
             if self.init is not None:
                 raise ConfigError(f"method '{self.method}' has no pre-training phase: it takes no --init checkpoint")
         elif self.init is None:
-            self.init = self.run_dir / "pretrain" / "final.pt"
+            self.init = self.run_dir / "pretrain" / FINAL_PT
 
     def build(self, state: dict[str, Any] | None) -> None:
         from calql.agents import make_agent
@@ -177,7 +174,7 @@ class Finetune(TrainingPhase):
         )
         if self.init is not None and state is None:  # a resume needs no init: the agent comes from last.pt
             load_init(ctx, self.agent, self.init)
-        self.agent.set_phase("online")
+        self.agent.set_mode("online")
         seed_everything(derive_seed(seed, "finetune", "rng"))
         self.sampler = np.random.default_rng(derive_seed(seed, "finetune", "sampler"))
         self.env = make_env(
@@ -189,19 +186,19 @@ class Finetune(TrainingPhase):
         eval_seed = derive_seed(seed, "finetune", "eval-env")
         self.eval_envs = EvalEnvs(lambda: make_env(ctx.task, seed=eval_seed, evaluation=True))
         spec = self.env.spec
-        max_len = int(spec.max_episode_steps) if spec and spec.max_episode_steps else int(budget["env_steps"])
-        capacity = min(int(budget["buffer_size"]), int(budget["env_steps"]) + max_len)
+        max_len = int(spec.max_episode_steps) if spec and spec.max_episode_steps else int(budget.env_steps)
+        capacity = min(int(budget.buffer_size), int(budget.env_steps) + max_len)
         self.buffer = OnlineBuffer(capacity, ctx.obs_dim, ctx.act_dim, self.device)
         self.reward_spec = RewardSpec(**self.run_config["reward"])
         # pool_offline: one FIFO of offline + online data sampled uniformly (mixing_ratio unused)
         self.replay: MixedReplay | PooledReplay = (
-            PooledReplay(self.data, self.buffer, int(budget["buffer_size"]))
-            if budget.get("pool_offline")
-            else MixedReplay(self.data, self.buffer, float(budget["mixing_ratio"]))
+            PooledReplay(self.data, self.buffer, int(budget.buffer_size))
+            if budget.pool_offline
+            else MixedReplay(self.data, self.buffer, float(budget.mixing_ratio))
         )
-        self.per_step = budget.get("update_schedule", "episode") == "step"
+        self.per_step = budget.update_schedule == "step"
         self.counters = FinetuneCounters(
-            next_eval=int(budget["eval_every_env_steps"]), next_checkpoint=int(budget["checkpoint_every_env_steps"])
+            next_eval=int(budget.eval_every_env_steps), next_checkpoint=int(budget.checkpoint_every_env_steps)
         )
 
     def resume(self, state: dict[str, Any]) -> None:
@@ -213,7 +210,7 @@ class Finetune(TrainingPhase):
 
     @property
     def total(self) -> int:
-        return int(self.budget["env_steps"])
+        return int(self.budget.env_steps)
 
     def done(self) -> int:
         return self.counters.env_steps
@@ -249,7 +246,7 @@ class Finetune(TrainingPhase):
     def _owe(self, env_steps: int) -> None:
         """Owe ``env_steps x utd_ratio`` gradient steps (a fractional remainder carries over)."""
         counters = self.counters
-        counters.grad_debt += env_steps * float(self.budget["utd_ratio"])
+        counters.grad_debt += env_steps * float(self.budget.utd_ratio)
         counters.pending = int(counters.grad_debt)
         counters.grad_debt -= counters.pending
 
@@ -274,7 +271,7 @@ class Finetune(TrainingPhase):
         """Schedule ``episode``: one full episode with the stochastic policy, labeled like the
         offline data and added to the buffer; it owes ``length x utd_ratio`` gradient steps."""
         counters = self.counters
-        random_phase = counters.env_steps < int(self.budget.get("random_steps", 0))
+        random_phase = counters.env_steps < int(self.budget.random_steps)
         ep = run_episode(
             self.env,
             self._actor(random_phase),
@@ -296,7 +293,7 @@ class Finetune(TrainingPhase):
         """Schedule ``step``: one episode; after each env step its transition enters the buffer
         and its ``utd_ratio`` gradient steps are done (none, and uniform actions, while fewer than
         ``random_steps`` env steps were done before it: RLPD's ``i < start_training``)."""
-        counters, random_steps = self.counters, int(self.budget.get("random_steps", 0))
+        counters, random_steps = self.counters, int(self.budget.random_steps)
         random_actor = self._actor(True)
         obs, _ = self.env.reset(seed=derive_seed(self.seed, "finetune", "train", counters.episodes))
         rewards, terminals, success = [], [], False
@@ -338,7 +335,7 @@ class Finetune(TrainingPhase):
     def train_on_episode(self) -> None:
         """The pending gradient steps; on SIGTERM, checkpoint between two and stop (``episode``),
         or stop without a checkpoint (``step``: inside an episode)."""
-        counters, batch_size = self.counters, int(self.budget["batch_size"])
+        counters, batch_size = self.counters, int(self.budget.batch_size)
         while counters.pending > 0:
             metrics = self.agent.update(self.replay.sample(batch_size, self.sampler))
             counters.grad_step += 1
@@ -355,14 +352,12 @@ class Finetune(TrainingPhase):
         counters = self.counters
         if counters.env_steps >= counters.next_eval or counters.env_steps >= self.total:
             self.evaluate_now()
-            counters.next_eval = _next_multiple(counters.env_steps, int(self.budget["eval_every_env_steps"]))
+            counters.next_eval = _next_multiple(counters.env_steps, int(self.budget.eval_every_env_steps))
         counters.boundary_done = True
         if counters.env_steps < self.total and (
             counters.env_steps >= counters.next_checkpoint or self.checkpoint_overdue()
         ):
-            counters.next_checkpoint = _next_multiple(
-                counters.env_steps, int(self.budget["checkpoint_every_env_steps"])
-            )
+            counters.next_checkpoint = _next_multiple(counters.env_steps, int(self.budget.checkpoint_every_env_steps))
             self.save()
             self.stop_if_terminated(f"env step {counters.env_steps}, gradient step {counters.grad_step}")
         self.stop_if_asked("env step")

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from calql.atomic import write_json
 from calql.locking import LockedError, exclusive_lock
+from calql.run_files import ERROR_JSON
 
 LOCK_NAME = ".lock"
-ERROR_NAME = "error.json"
 
 
 @contextlib.contextmanager
@@ -44,7 +44,7 @@ def run_lock(run_dir: Path, phase: str, wait: float | None = None) -> Iterator[N
 @contextlib.contextmanager
 def failure_record(phase_dir: Path) -> Iterator[None]:
     """Write ``phase_dir/error.json`` if the block raises; clear an old one when it starts."""
-    path = Path(phase_dir) / ERROR_NAME
+    path = Path(phase_dir) / ERROR_JSON
     path.unlink(missing_ok=True)
     try:
         yield
@@ -65,7 +65,7 @@ def failure_record(phase_dir: Path) -> Iterator[None]:
 def read_failure(phase_dir: Path) -> str | None:
     """``"<Error>: <message>"`` from a phase's error.json, or None when it has none."""
     try:
-        info = json.loads((Path(phase_dir) / ERROR_NAME).read_text())
+        info = json.loads((Path(phase_dir) / ERROR_JSON).read_text())
     except (OSError, ValueError):
         return None
     return f"{info.get('error', 'error')}: {info.get('message', '')} (at {info.get('time', '?')})"

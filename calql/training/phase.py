@@ -3,156 +3,45 @@
 :class:`TrainingPhase` is the shape of a phase: check the resolved run config and load the data,
 return at once if the phase already completed, build the agent and the loop's state, resume from the
 last checkpoint or evaluate the starting point, train (the phase's own loop, in named steps),
-and finish (``final.pt``, then ``run.json``). Around it: the phase's identity and files
-(:class:`PhaseContext`), the resume checkpoints (:func:`save_last`, :func:`load_last`), setting
-unusable files aside, and the SIGTERM handling of batch jobs. The rows of ``metrics.csv`` are
-kept by :class:`calql.training.recorder.PhaseRecorder`.
+and finish (``final.pt``, then ``run.json``). What it relies on has its own module: the phase's
+folder and files (:mod:`calql.training.phase_files`), resume checkpoints
+(:mod:`calql.training.resume`), SIGTERM (:mod:`calql.training.signals`), process-wide settings
+(:mod:`calql.training.process`) and the rows of ``metrics.csv``
+(:class:`calql.training.recorder.PhaseRecorder`).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import json
 import logging
-import os
-import shutil
-import signal
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from tqdm import tqdm
 
-from calql.atomic import set_aside, write_json
-from calql.config import RewardSpec, TaskSpec
+from calql.config import RewardSpec
 from calql.data.damage import load_or_set_aside
 from calql.data.format import Dataset
-from calql.errors import CalqlError, CheckpointError, ConfigError
-from calql.provenance import provenance
 from calql.training.buffers import OfflineData, training_arrays
-from calql.training.checkpoint import check_identity, identity_diffs, load_checkpoint, save_checkpoint
-from calql.training.config import phase_hash
 from calql.training.evaluation import CalibrationProbe, evaluate, score_spec
+from calql.training.phase_files import PhaseContext, already_complete, finish_phase
+from calql.training.process import setup_process
 from calql.training.recorder import LiveLogger, PhaseRecorder
+from calql.training.resume import checkpoint_state, load_last, save_last
+from calql.training.run_config import RunConfig
 from calql.training.run_spec import RunSpec
 from calql.training.seeding import capture_rng, generator_from_state, generator_state, restore_rng
+from calql.training.signals import raise_terminated, termination_requested
 
 log = logging.getLogger(__name__)
+
+__all__ = ["LiveLogger", "StopRequested", "TrainingPhase", "load_training_data"]
 
 
 class StopRequested(Exception):
     """Raised by the ``stop_after`` test hook to simulate a crash after a given point."""
-
-
-class TrainingTerminated(CalqlError):
-    """The job got SIGTERM (e.g. Slurm's time limit): a checkpoint was written, rerun to resume."""
-
-
-#: Set by the SIGTERM handler of the CLI; the loops checkpoint at the next gradient step and stop.
-_TERMINATE = threading.Event()
-
-
-def install_sigterm_handler() -> None:
-    """On SIGTERM, finish the current gradient step, write checkpoints/last.pt and exit.
-
-    Slurm sends SIGTERM at the time limit and SIGKILL about 30 s later; without this, up to
-    ``checkpoint_minutes`` of work would be lost. Only the CLI installs it (main thread).
-    """
-
-    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
-        log.warning("received signal %d: checkpointing at the next gradient step, then stopping", signum)
-        _TERMINATE.set()
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def termination_requested() -> bool:
-    return _TERMINATE.is_set()
-
-
-def raise_terminated(phase: str, where: str) -> None:
-    raise TrainingTerminated(
-        f"{phase} stopped by SIGTERM at {where}; checkpoint written, rerun the same command to resume"
-    )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is '{name}' but no CUDA device is available")
-    return device
-
-
-def setup_torch(run: dict[str, Any]) -> torch.device:
-    """One torch thread per job by default (train.threads); returns the device."""
-    torch.set_num_threads(int(run["threads"]))
-    return resolve_device(run["device"])
-
-
-@dataclass
-class PhaseContext:
-    """Identity and locations of one phase of one run."""
-
-    run: dict[str, Any]
-    task: TaskSpec
-    phase: str
-    seed: int
-    run_dir: Path
-    device: torch.device
-    obs_dim: int = 0
-    act_dim: int = 0
-
-    @property
-    def phase_dir(self) -> Path:
-        return self.run_dir / self.phase
-
-    @property
-    def last_path(self) -> Path:
-        return self.phase_dir / "checkpoints" / "last.pt"
-
-    @property
-    def prev_path(self) -> Path:
-        """The checkpoint before last.pt: the fallback when last.pt cannot be read."""
-        return self.phase_dir / "checkpoints" / "prev.pt"
-
-    @property
-    def final_path(self) -> Path:
-        return self.phase_dir / "final.pt"
-
-    @property
-    def run_json(self) -> Path:
-        return self.phase_dir / "run.json"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.phase_dir / "metrics.csv"
-
-    @property
-    def config_hash(self) -> str:
-        return phase_hash(self.run, self.phase)
-
-    def identity(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase,
-            "task": self.run["task"],
-            "method": self.run["method"],
-            "seed": self.seed,
-            "obs_dim": self.obs_dim,
-            "act_dim": self.act_dim,
-            "config_hash": self.config_hash,
-        }
-
-
-#: Checkpoint identity fields naming the run: a mismatch means a wrong run folder (refused).
-_RUN_FIELDS = ("phase", "task", "method", "seed")
-#: Fields a deliberate config or dataset change alters: such a checkpoint is set aside.
-_CONFIG_FIELDS = ("obs_dim", "act_dim", "config_hash")
 
 
 def load_training_data(ctx: PhaseContext, dataset_path: Path) -> tuple[Dataset, OfflineData]:
@@ -162,128 +51,6 @@ def load_training_data(ctx: PhaseContext, dataset_path: Path) -> tuple[Dataset, 
     arrays = training_arrays(dataset, reward, ctx.run["gamma"], ctx.task.reward)
     ctx.obs_dim, ctx.act_dim = dataset.obs_dim, dataset.act_dim
     return dataset, OfflineData(arrays, ctx.device)
-
-
-def remove_stale_temporaries(ctx: PhaseContext) -> None:
-    """Delete ``*.tmp-<pid>`` files a killed job left behind (never complete outputs)."""
-    if ctx.phase_dir.exists():
-        for tmp in ctx.phase_dir.glob("**/*.tmp-*"):
-            tmp.unlink(missing_ok=True)
-
-
-def already_complete(ctx: PhaseContext, restart: bool) -> bool:
-    """True if this phase finished before with the same config; clears it first with ``restart``."""
-    remove_stale_temporaries(ctx)
-    if restart and ctx.phase_dir.exists():
-        log.warning("--restart: removing %s", ctx.phase_dir)
-        shutil.rmtree(ctx.phase_dir)
-        return False
-    if not (ctx.run_json.exists() and ctx.final_path.exists() and ctx.metrics_path.exists()):
-        return False
-    record = json.loads(ctx.run_json.read_text())
-    if record.get("status") == "complete" and record.get("config_hash") == ctx.config_hash:
-        return True
-    raise CheckpointError(
-        f"{ctx.phase_dir} holds a finished {ctx.phase} with another config (hash "
-        f"{record.get('config_hash')}, this run {ctx.config_hash}); rerun with --restart to replace it"
-    )
-
-
-def checkpoint_state(
-    ctx: PhaseContext,
-    agent: Any,
-    recorder: PhaseRecorder,
-    counters: dict[str, Any],
-    rng: dict[str, Any],
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        **ctx.identity(),
-        "run_config": ctx.run,
-        "agent": agent.state_dict(),
-        "counters": dict(counters),
-        "rng": rng,
-        "recorder": recorder.state_dict(),
-        **(extra or {}),
-    }
-
-
-def save_last(ctx: PhaseContext, state: dict[str, Any]) -> None:
-    """Write checkpoints/last.pt, keeping the one before as prev.pt (the fallback if last.pt is
-    ever unreadable)."""
-    if ctx.last_path.exists():
-        os.replace(ctx.last_path, ctx.prev_path)
-    save_checkpoint(ctx.last_path, state)
-    log.info("checkpoint %s (%s)", ctx.last_path, ", ".join(f"{k}={v}" for k, v in state["counters"].items()))
-
-
-def load_last(ctx: PhaseContext) -> dict[str, Any] | None:
-    """The newest usable resume checkpoint of this phase (last.pt, else prev.pt), or None.
-
-    A checkpoint of another run (task, method, seed) is refused: the run folder is wrong. One that
-    cannot be read, or was written with another config or dataset, is set aside with a warning,
-    and the phase resumes from the previous one or starts over.
-    """
-    moved = False
-    for path in (ctx.last_path, ctx.prev_path):
-        if not path.exists():
-            continue
-        moved = True  # unless it is used below
-        try:
-            state = load_checkpoint(path)
-        except CheckpointError as exc:
-            log.warning("%s; moved it aside to %s", exc, set_aside(path, "unreadable"))
-            continue
-        check_identity(state, ctx.identity(), path, fields=_RUN_FIELDS)
-        diffs = identity_diffs(state, ctx.identity(), _CONFIG_FIELDS)
-        if diffs:
-            log.warning(
-                "checkpoint %s was written with another config or dataset (%s): moved it aside to %s",
-                path,
-                "; ".join(diffs),
-                set_aside(path, "other-config"),
-            )
-            continue
-        log.info(
-            "resuming %s from %s (%s)", ctx.phase, path, ", ".join(f"{k}={v}" for k, v in state["counters"].items())
-        )
-        return state
-    if moved:
-        log.warning("no usable checkpoint left: %s starts over", ctx.phase)
-    return None
-
-
-def finish_phase(
-    ctx: PhaseContext, agent: Any, recorder: PhaseRecorder, counters: dict[str, Any], dataset_meta: dict[str, Any]
-) -> None:
-    """Write final.pt, then run.json (status complete) last; drop the resume checkpoint."""
-    save_checkpoint(
-        ctx.final_path,
-        {**ctx.identity(), "run_config": ctx.run, "agent": agent.state_dict(), "counters": dict(counters)},
-    )
-    record = {
-        "status": "complete",
-        "phase": ctx.phase,
-        "task": ctx.run["task"],
-        "method": ctx.run["method"],
-        "seed": ctx.seed,
-        "counters": dict(counters),
-        "wall_time_s": recorder.wall_time(),
-        "device": str(ctx.device),
-        "dataset": {
-            "checksum": dataset_meta.get("checksum"),
-            "env_id": dataset_meta.get("env_id"),
-            "source": dataset_meta.get("source"),
-        },
-        "final_row": {k: v for k, v in recorder.rows[-1].items()} if recorder.rows else None,
-        **provenance(ctx.run, ctx.seed),
-        "config_hash": ctx.config_hash,  # the phase hash (checkpoint identity), not the whole-run hash
-        "run_config_hash": provenance(ctx.run)["config_hash"],
-    }
-    write_json(ctx.run_json, record)
-    ctx.last_path.unlink(missing_ok=True)
-    ctx.prev_path.unlink(missing_ok=True)
-    log.info("%s complete: %s", ctx.phase, ctx.phase_dir)
 
 
 class TrainingPhase(abc.ABC):
@@ -330,8 +97,8 @@ class TrainingPhase(abc.ABC):
     def run(self) -> Path:
         """Run (or resume, or skip when complete) the phase; returns ``RUN/<name>``."""
         self.check(self.run_config)
-        self.budget: dict[str, Any] = self.run_config[self.name]
-        self.device = setup_torch(self.run_config)
+        self.budget: Any = RunConfig.from_json(self.run_config).budget(self.name)  # PretrainBudget | FinetuneBudget
+        self.device = setup_process(self.run_config)
         self.ctx = PhaseContext(
             run=self.run_config,
             task=self.spec.task,
@@ -369,7 +136,15 @@ class TrainingPhase(abc.ABC):
             if self._bar is not None:
                 self._bar.close()
             self.close()
-        finish_phase(self.ctx, self.agent, self.recorder, dataclasses.asdict(self.counters), self.dataset.meta)
+        rows = self.recorder.rows
+        finish_phase(
+            self.ctx,
+            self.agent,
+            dataclasses.asdict(self.counters),
+            self.dataset.meta,
+            self.recorder.wall_time(),
+            rows[-1] if rows else None,
+        )
         return self.ctx.phase_dir
 
     def resume(self, state: dict[str, Any]) -> None:
@@ -420,7 +195,7 @@ class TrainingPhase(abc.ABC):
         ev = evaluate(
             self.eval_envs,
             self.agent,
-            self.budget["eval_episodes"],
+            self.budget.eval_episodes,
             self.seed,
             self.name,
             self.counters.eval_index,
@@ -432,7 +207,7 @@ class TrainingPhase(abc.ABC):
 
     def checkpoint_overdue(self) -> bool:
         """True when the last checkpoint is older than ``checkpoint_minutes`` (or SIGTERM came)."""
-        minutes = float(self.budget["checkpoint_minutes"])
+        minutes = float(self.budget.checkpoint_minutes)
         return termination_requested() or time.monotonic() - self._last_save > 60.0 * minutes
 
     def save(self) -> None:

@@ -7,8 +7,9 @@ Cal-QL ``10 r - 5``) and per-method budget changes (``methods.<method>.train``),
 returns of the normalized score (``score_ref``: ``ref_min``/``ref_max``; a task's ``score`` block
 wins, and without either they come from the dataset's metadata).
 
-Resolution order (:func:`calql.training.config.resolve_run_config`): the agent's dataclass
-defaults < :data:`BASE_TRAIN` < the preset < the config's ``train`` section. Every number here
+Resolution order (:func:`calql.training.resolve.resolve_run_config`): the agent's dataclass
+defaults < the budgets' dataclass defaults (:mod:`calql.training.run_config`) < the preset < the
+config's ``train`` section. Every number here
 names its source (repository and file); docs/method.md#per-domain-hyperparameters tabulates them with
 their sources, #baseline-hyperparameters the baselines', #pointmaze-preset the PointMaze one.
 """
@@ -20,38 +21,10 @@ from typing import Any
 
 from calql.errors import ConfigError, suggest
 
-#: Budgets every preset starts from (values shared by all official scripts,
-#: docs/method.md#per-domain-hyperparameters).
-BASE_TRAIN: dict[str, Any] = {
-    "score": "return",
-    "pretrain": {
-        "steps": 1_000_000,
-        "batch_size": 256,
-        "eval_every": 50_000,
-        "eval_episodes": 20,
-        "checkpoint_every": 50_000,
-        "checkpoint_minutes": 10.0,
-    },
-    "finetune": {
-        "env_steps": 1_000_000,
-        "batch_size": 256,
-        "mixing_ratio": 0.5,
-        "utd_ratio": 1.0,
-        "random_steps": 0,
-        "pool_offline": False,
-        "update_schedule": "episode",
-        "buffer_size": 1_000_000,
-        "eval_every_env_steps": 2_000,
-        "eval_episodes": 20,
-        "checkpoint_every_env_steps": 50_000,
-        "checkpoint_minutes": 10.0,
-    },
-}
-
 # ----------------------------------------------------------------------------- building blocks
 # The presets hold only what differs from the agents' dataclass defaults (the official code's:
 # SAC backbone lrs 1e-4 / 3e-4, tau 5e-3, orthogonal init; N = 10 CQL actions, temperature 1,
-# max-target backup; IQL learning rates 3e-4; calql.agents.configs), so each default is written once.
+# max-target backup; IQL learning rates 3e-4; calql.agents.hyperparameters), so each default is written once.
 
 
 #: AWAC as the first author ran it for the paper (AWAC-F: nakamotoo/jaxrl, branch dev_mitsuhiko @

@@ -15,9 +15,9 @@ import numpy as np
 
 from calql.envs.make import make_env
 from calql.errors import ConfigError
-from calql.training.config import run_algorithm
 from calql.training.evaluation import EvalEnvs
 from calql.training.phase import LiveLogger, TrainingPhase
+from calql.training.resolve import run_algorithm
 from calql.training.run_spec import RunSpec
 from calql.training.seeding import derive_seed, seed_everything
 
@@ -53,7 +53,7 @@ class Pretrain(TrainingPhase):
         self.agent = make_agent(
             run_algorithm(self.run_config), self.ctx.obs_dim, self.ctx.act_dim, self.run_config["agent"], self.device
         )
-        self.agent.set_phase("offline")
+        self.agent.set_mode("offline")
         self.sampler = np.random.default_rng(derive_seed(self.seed, "pretrain", "sampler"))
         env_seed = derive_seed(self.seed, "pretrain", "env")
         first = make_env(
@@ -63,7 +63,7 @@ class Pretrain(TrainingPhase):
 
     @property
     def total(self) -> int:
-        return int(self.budget["steps"])
+        return int(self.budget.steps)
 
     def done(self) -> int:
         return self.counters.grad_step
@@ -79,7 +79,7 @@ class Pretrain(TrainingPhase):
         counters, total = self.counters, self.total
         while counters.grad_step < total:
             self.gradient_step()
-            if counters.grad_step % int(self.budget["eval_every"]) == 0 or counters.grad_step == total:
+            if counters.grad_step % int(self.budget.eval_every) == 0 or counters.grad_step == total:
                 self.evaluate_now()
             if counters.grad_step < total and self.checkpoint_due():
                 self.save()
@@ -88,13 +88,13 @@ class Pretrain(TrainingPhase):
 
     def gradient_step(self) -> None:
         """One update on a uniform batch of the offline data."""
-        metrics = self.agent.update(self.data.sample(int(self.budget["batch_size"]), self.sampler))
+        metrics = self.agent.update(self.data.sample(int(self.budget.batch_size), self.sampler))
         self.counters.grad_step += 1
         self.recorder.accumulate(metrics, self.counters.grad_step)
         self.progress_bar(1)
 
     def checkpoint_due(self) -> bool:
-        return self.counters.grad_step % int(self.budget["checkpoint_every"]) == 0 or self.checkpoint_overdue()
+        return self.counters.grad_step % int(self.budget.checkpoint_every) == 0 or self.checkpoint_overdue()
 
 
 def run_pretrain(

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from calql.errors import TrainingDivergedError
-from calql.tracking.metrics import TRAIN_PREFIX, write_metrics
+from calql.run_files.metrics_csv import TRAIN_PREFIX, write_metrics
 
 if TYPE_CHECKING:
-    from calql.training.phase import PhaseContext
+    from calql.training.phase_files import PhaseContext
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from typing import Any
 from calql.atomic import write_json
 from calql.config import TaskSpec
 from calql.errors import ConfigError
-from calql.training.config import PHASES, resolve_run_config
+from calql.run_files import PHASES
+from calql.training.resolve import resolve_run_config
 
 #: Version of the file layout; a file of another version is refused (rerun the workflow).
 FORMAT = 1
@@ -36,7 +37,7 @@ TRAINING_TASK_KEYS = ("domain", "env", "reward", "gamma")
 class RunSpec:
     """One (task, method)'s resolved run, shared by its seeds and both phases.
 
-    ``run`` is :func:`calql.training.config.resolve_run_config`'s result (what checkpoints,
+    ``run`` is :func:`calql.training.resolve.resolve_run_config`'s result (what checkpoints,
     ``run.json`` and rerun keys hold) and ``task_config`` the part of the task's validated
     config section that training reads (:data:`TRAINING_TASK_KEYS`).
     """

@@ -12,11 +12,11 @@ import yaml
 from analysis.config import AnalysisConfig
 from analysis.outputs import FIGURE_NAMES, OVERVIEW_TABLE, SUMMARY_FILES, TABLE_NAMES
 from calql.atomic import write_text
-from calql.config import validate_config
+from calql.config import builtin_rule_resources, validate_config
 from calql.data.sources.preflight import check_sources
 from calql.errors import CalqlError
 from calql import rerun_keys
-from calql.runs import RunKey, raw_dataset_of, runs_dir_of
+from calql.run_files import FINAL_PT, METRICS_CSV, RUN_JSON, RunKey, phase_file, raw_dataset_of, runs_dir_of
 from calql.agents import config_methods
 from calql.training.run_spec import RunSpec, live_tracking_settings
 
@@ -48,7 +48,7 @@ except CalqlError as exc:
 METHODS = list(METHOD_SPECS)
 SEEDS = list(config["seeds"])
 LOGS = f"logs/{EXPERIMENT}"
-#: The runs folder and one run's folder RUN (calql.runs.RunKey: the layout every stage shares).
+#: The runs folder and one run's folder RUN (calql.run_files.RunKey: the layout every stage shares).
 RUNS = runs_dir_of(RESULTS)
 RUN = f"{RUNS}/{RunKey.PATTERN}"
 #: The resolved run config of one phase of a task x method (rule run_config, calql.training.run_spec).
@@ -186,7 +186,8 @@ def train_key(phase: str):
 
 # ----------------------------------------------------------------------------- resources
 #: Used when the config's `resources.default` leaves a key out.
-_BUILTIN_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
+#: Requests of a rule whose config leaves a key out everywhere (the schema's resources.default).
+_BUILTIN_RESOURCES = builtin_rule_resources()
 
 
 def rule_resources(name: str) -> dict:

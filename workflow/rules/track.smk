@@ -18,8 +18,7 @@ rule track:
         config=job_config,
         runs_dir=runs_dir,
         n_runs=lambda wildcards, input: len(input.records),
-        # rerun key: the tracking settings and the MLflow experiment the runs are filed under
-        key=json.dumps({**config.get("tracking", {}), "experiment": EXPERIMENT}, sort_keys=True),
+        key=rerun_keys.track_key(config),
     message:
         "Importing {params.n_runs} run phases into MLflow"
     shell:

@@ -1,7 +1,7 @@
 # Training: offline pre-training (methods that pre-train), then online fine-tuning, per task x method x seed.
 # Each phase writes metrics.csv, final.pt and run.json (docs/design.md, "Run files"); a killed job
 # resumes from RUN/<phase>/checkpoints/last.pt, which is not an output and so survives a rerun.
-# RUN (common.smk) is the run folder of calql.runs.RunKey. Each phase reads its run config file
+# RUN (common.smk) is the run folder of calql.run_files.RunKey. Each phase reads its run config file
 # (RUN_CONFIG), resolved once when the workflow parsed the config (RUN_SPECS) and rewritten
 # exactly when that phase's rerun key changes.
 
@@ -24,9 +24,9 @@ rule pretrain:
         run_config=run_config_of("pretrain"),
         dataset=rules.label.output.labeled,
     output:
-        metrics=f"{RUN}/pretrain/metrics.csv",
-        checkpoint=f"{RUN}/pretrain/final.pt",
-        record=f"{RUN}/pretrain/run.json",
+        metrics=phase_file(RUN, "pretrain", METRICS_CSV),
+        checkpoint=phase_file(RUN, "pretrain", FINAL_PT),
+        record=phase_file(RUN, "pretrain", RUN_JSON),
     log:
         f"{LOGS}/pretrain/{RunKey.PATTERN}.log",
     benchmark:
@@ -51,9 +51,9 @@ rule finetune:
     input:
         unpack(finetune_inputs),
     output:
-        metrics=f"{RUN}/finetune/metrics.csv",
-        checkpoint=f"{RUN}/finetune/final.pt",
-        record=f"{RUN}/finetune/run.json",
+        metrics=phase_file(RUN, "finetune", METRICS_CSV),
+        checkpoint=phase_file(RUN, "finetune", FINAL_PT),
+        record=phase_file(RUN, "finetune", RUN_JSON),
     log:
         f"{LOGS}/finetune/{RunKey.PATTERN}.log",
     benchmark:

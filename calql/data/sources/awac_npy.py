@@ -43,8 +43,8 @@ from calql.data.preprocess import SEGMENTS_KEY
 from calql.data.sources import local_path
 from calql.data.sources.download import sha256_file
 from calql.data.sources.local_file import env_layout_for
+from calql.data.sources.meta import source_meta
 from calql.errors import ConfigError, DatasetError, describe
-from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -218,23 +218,21 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
     layout = env_layout_for(task, arrays["observations"].shape[1])
     dropped = sum(f["dropped_trajectories"] for f in files.values())
     truncated = sum(f["truncated_trajectories"] for f in files.values())
-    meta: dict[str, Any] = {
-        "source": {**source, **files},
-        "env_id": task.env_id,
-        "env_kwargs": dict(task.env_kwargs),
-        "obs_layout": layout,
-        "next_observations": "stored",
-        SEGMENTS_KEY: "terminals",
-        SOURCE_CONVENTIONS_KEY: {
-            "reader": "official get_hand_dataset_with_mc_calculation (JaxCQL/replay_buffer.py)",
-            "dropped_trajectories": dropped,
-            "truncated_trajectories": truncated,
-            "conversions": [
-                f"{dropped} trajectories without success dropped",
-                f"{truncated} trajectories cut after their last success",
-                "every success step (raw reward 0) a terminal",
-            ],
-        },
-        "provenance": provenance(),
+    conventions = {
+        "reader": "official get_hand_dataset_with_mc_calculation (JaxCQL/replay_buffer.py)",
+        "dropped_trajectories": dropped,
+        "truncated_trajectories": truncated,
+        "conversions": [
+            f"{dropped} trajectories without success dropped",
+            f"{truncated} trajectories cut after their last success",
+            "every success step (raw reward 0) a terminal",
+        ],
     }
+    meta = source_meta(
+        task,
+        {**source, **files},
+        layout,
+        next_observations="stored",
+        **{SEGMENTS_KEY: "terminals", SOURCE_CONVENTIONS_KEY: conventions},
+    )
     return Dataset(**arrays, meta=meta)

@@ -32,9 +32,9 @@ from calql.atomic import write_json
 from calql.config import TaskSpec
 from calql.data.format import Dataset
 from calql.data.sources.download import download, sha256_file
+from calql.data.sources.meta import source_meta
 from calql.envs.layout import DEFAULT_OBS_KEYS, Layout, layout_size
 from calql.errors import ConfigError, DatasetError, EnvMismatchError, describe, suggest
-from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -220,14 +220,6 @@ def check_obs_keys(task: TaskSpec, layout: Layout, what: str) -> None:
         )
 
 
-def score_refs(task: TaskSpec, ref_min: float | None, ref_max: float | None) -> dict[str, float | None]:
-    """Reference scores: the task's ``score`` block wins over the source's values."""
-    return {
-        "ref_min_score": task.ref_min if task.ref_min is not None else ref_min,
-        "ref_max_score": task.ref_max if task.ref_max is not None else ref_max,
-    }
-
-
 # ----------------------------------------------------------------------------- fetch
 def _verified_arrays(
     path: Path, entry: dict[str, Any] | None, digest: str | None = None
@@ -296,23 +288,15 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
             name,
             entry["env_id"],
         )
-    meta: dict[str, Any] = {
-        "source": {
-            **source,
-            "url": url,
-            "file": str(path),
-            "sha256": digest,
-            "size": path.stat().st_size,
-            "downloaded": downloaded,
-        },
-        "env_id": task.env_id,
-        "env_kwargs": dict(task.env_kwargs),
-        "obs_layout": layout,
-        **score_refs(task, (entry or {}).get("ref_min_score"), (entry or {}).get("ref_max_score")),
-        "next_observations": info["next_observations"],
-        "conversion": info,
-        "provenance": provenance(),
-    }
+    found = {"url": url, "file": str(path), "sha256": digest, "size": path.stat().st_size, "downloaded": downloaded}
+    meta = source_meta(
+        task,
+        {**source, **found},
+        layout,
+        refs=((entry or {}).get("ref_min_score"), (entry or {}).get("ref_max_score")),
+        next_observations=info["next_observations"],
+        conversion=info,
+    )
     if entry is not None:
         meta["d4rl"] = {
             k: entry[k]

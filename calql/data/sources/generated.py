@@ -24,12 +24,12 @@ import numpy as np
 
 from calql.config import TaskSpec
 from calql.data.format import Dataset
+from calql.data.sources.meta import source_meta
 from calql.data.waypoint_controller import WaypointController, free_cells
 from calql.envs.layout import flatten_obs, layout_of
 from calql.envs.make import default_env_kwargs, make_env, register_envs
 from calql.errors import ConfigError
 from calql.progress import progress as progress_bar
-from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -198,21 +198,18 @@ def fetch(task: TaskSpec, cache_dir: Path, progress: bool = True) -> Dataset:
         refs["random"]["success_rate"],
         refs["controller"]["success_rate"],
     )
-    meta = {
-        "source": dict(task.source),
-        "task": task.name,
-        "env_id": task.env_id,
-        "env_kwargs": default_env_kwargs(task),
-        "max_episode_steps": task.max_episode_steps,
-        "obs_keys": list(task.obs_keys) if task.obs_keys else None,
-        "obs_layout": layout,
-        "goal_cell": list(_check_task(task)),
-        "generator_seed": int(task.source.get("seed", 0)),
-        "collection": stats,
-        "reference_policies": refs,
-        # Success-terminated sparse task: the return is 1 on success, 0 otherwise.
-        "ref_min_score": task.ref_min if task.ref_min is not None else 0.0,
-        "ref_max_score": task.ref_max if task.ref_max is not None else 1.0,
-        "provenance": provenance(),
-    }
+    meta = source_meta(
+        task,
+        dict(task.source),
+        layout,
+        env=(task.env_id, default_env_kwargs(task)),
+        refs=(0.0, 1.0),  # success-terminated sparse task: the return is 1 on success, 0 otherwise
+        task=task.name,
+        max_episode_steps=task.max_episode_steps,
+        obs_keys=list(task.obs_keys) if task.obs_keys else None,
+        goal_cell=list(_check_task(task)),
+        generator_seed=int(task.source.get("seed", 0)),
+        collection=stats,
+        reference_policies=refs,
+    )
     return Dataset(**data, meta=meta)

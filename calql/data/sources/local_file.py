@@ -31,13 +31,12 @@ from calql.data.sources.d4rl import (
     check_obs_keys,
     read_d4rl_arrays,
     registry,
-    score_refs,
     to_transitions,
 )
 from calql.data.sources.download import sha256_file
+from calql.data.sources.meta import source_meta
 from calql.envs.layout import Layout, layout_size
 from calql.errors import ConfigError, DatasetError, EnvMismatchError, describe
-from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -142,22 +141,15 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
         layout = env_layout_for(task, obs_dim)
         refs = (None, None)
 
-    meta: dict[str, Any] = {
-        "source": {
-            **source,
-            "file": str(path.resolve()),
-            "sha256": sha256_file(path),
-            "size": path.stat().st_size,
-            **({"d4rl_name": match[0]} if match else {}),
-        },
-        "env_id": task.env_id,
-        "env_kwargs": dict(task.env_kwargs),
-        "obs_layout": layout,
-        **score_refs(task, *refs),
-        "next_observations": info["next_observations"],
-        "conversion": info,
-        "provenance": provenance(),
+    found = {
+        "file": str(path.resolve()),
+        "sha256": sha256_file(path),
+        "size": path.stat().st_size,
+        **({"d4rl_name": match[0]} if match else {}),
     }
+    meta = source_meta(
+        task, {**source, **found}, layout, refs=refs, next_observations=info["next_observations"], conversion=info
+    )
     log.info(
         "file %s: %d transitions (%s next observations, %d rows dropped)",
         path,

@@ -26,10 +26,9 @@ from tqdm.auto import tqdm
 
 from calql.config import TaskSpec
 from calql.data.format import Dataset
-from calql.data.sources.d4rl import score_refs
+from calql.data.sources.meta import source_meta
 from calql.envs.layout import DEFAULT_OBS_KEYS, flatten_obs, layout_of
 from calql.errors import ConfigError, DatasetError, DownloadError, describe
-from calql.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -151,21 +150,20 @@ def fetch(task: TaskSpec, cache_dir: Path) -> Dataset:
     metadata = dataset.storage.metadata
     env_spec = _spec_dict(metadata.get("env_spec"))
     eval_spec = _spec_dict(metadata.get("eval_env_spec"))
-    meta: dict[str, Any] = {
-        "source": {
-            **source,
-            "minari_id": dataset_id,
-            "minari_version": metadata.get("minari_version"),
-            "path": str(Path(dataset.storage.data_path).parent),
-            "total_episodes": int(dataset.total_episodes),
-        },
-        "env_id": env_spec["id"] if env_spec else task.env_id,
-        "env_kwargs": dict(env_spec.get("kwargs") or {}) if env_spec else dict(task.env_kwargs),
-        "obs_layout": layout,
-        **score_refs(task, metadata.get("ref_min_score"), metadata.get("ref_max_score")),
-        "next_observations": "stored",
-        "provenance": provenance(),
+    found = {
+        "minari_id": dataset_id,
+        "minari_version": metadata.get("minari_version"),
+        "path": str(Path(dataset.storage.data_path).parent),
+        "total_episodes": int(dataset.total_episodes),
     }
+    meta = source_meta(
+        task,
+        {**source, **found},
+        layout,
+        env=(env_spec["id"], dict(env_spec.get("kwargs") or {})) if env_spec else None,
+        refs=(metadata.get("ref_min_score"), metadata.get("ref_max_score")),
+        next_observations="stored",
+    )
     if env_spec and env_spec.get("max_episode_steps"):
         meta["max_episode_steps"] = int(env_spec["max_episode_steps"])
     if eval_spec:

@@ -27,7 +27,7 @@ from typing import Any
 
 from calql.data.sources import local_path
 from calql.errors import ConfigError, suggest
-from calql.runs import raw_dataset_of
+from calql.run_files import raw_dataset_of
 
 #: The form of a Minari dataset id, shown when one is malformed.
 MINARI_ID_FORM = "namespace/name-vN, e.g. D4RL/antmaze/large-diverse-v1"

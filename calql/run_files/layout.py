@@ -2,8 +2,11 @@
 
 A run is one (task, method, seed). Its files live in ``<runs_dir>/<task>/<method>/seed<seed>/``
 (RUN), one folder per phase (``RUN/pretrain``, ``RUN/finetune``), and ``runs_dir`` is
-``<results_dir>/runs``. The workflow's file patterns, the MLflow import and the analysis all take
-their paths from :class:`RunKey`, so the layout changes here and nowhere else.
+``<results_dir>/runs``. Inside a phase folder: ``metrics.csv`` (one row per evaluation),
+``final.pt`` (the trained agent), ``run.json`` (written last: status, config, provenance),
+``checkpoints/`` (resume checkpoints, deleted when the phase completes) and, after a failure,
+``error.json``. The workflow's file patterns, training, the MLflow import and the analysis all
+take their paths from here, so the layout changes here and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,6 +18,23 @@ from typing import ClassVar
 
 #: The runs folder inside the config's results_dir.
 RUNS_SUBDIR = "runs"
+#: The phases of a run, in order; each has its own folder RUN/<phase>/ and budget section in the
+#: run config. (An agent's own "offline"/"online" modes are :data:`calql.agents.base.AGENT_MODES`.)
+PHASES = ("pretrain", "finetune")
+#: Files of a phase folder.
+METRICS_CSV = "metrics.csv"
+RUN_JSON = "run.json"
+FINAL_PT = "final.pt"
+ERROR_JSON = "error.json"
+#: Resume checkpoints of an unfinished phase: ``last.pt`` and the one before, ``prev.pt``.
+CHECKPOINTS_DIR = "checkpoints"
+LAST_PT = "last.pt"
+PREV_PT = "prev.pt"
+
+
+def phase_file(run_dir: str | Path, phase: str, name: str) -> str:
+    """``RUN/<phase>/<name>`` as a string; ``run_dir`` may hold Snakemake wildcards."""
+    return f"{str(run_dir).rstrip('/')}/{phase}/{name}"
 
 
 def runs_dir_of(results_dir: str | Path) -> str:

@@ -10,18 +10,26 @@ Timing columns (excluded when comparing runs): ``perf/grad_steps_per_s`` and
 evaluation excluded (fine-tuning: rollouts + labeling + gradient steps); ``wall_time_s`` is the
 phase's wall time so far, summed over resumed segments (work redone after a crash is not counted).
 Empty cells: no value (e.g. ``train/*`` at the first row, ``perf/env_steps_per_s`` in pre-training).
+
+This is the one reader of the file (training's resume test, the MLflow import, the run checks and
+the analysis use it), so every reader sees the same rows: a row repeated for an evaluation point
+((``grad_step``, ``env_steps``) seen before, as a resumed phase of an older version could write)
+is dropped in favour of the later one, the row of the finished run.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from calql.atomic import write_text
+
+log = logging.getLogger(__name__)
 
 #: Leading columns, in this order; the analysis reads these by name.
 BASE_COLUMNS = (
@@ -83,15 +91,24 @@ def write_metrics(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) 
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a metrics.csv back: numbers as int/float, empty cells as None, text as str."""
-    out: list[dict[str, Any]] = []
+    """Read a metrics.csv back: numbers as int/float, empty cells as None, text as str; of rows
+    repeating an evaluation point, the last (module docstring). ValueError if it has no header."""
     with open(path, newline="") as fh:
-        for raw in csv.DictReader(fh):
-            row: dict[str, Any] = {}
-            for key, text in raw.items():
-                row[key] = _parse(key, text)
-            out.append(row)
-    return out
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames:
+            raise ValueError(f"{path} is empty (no header row)")
+        rows = [{key: _parse(key, text) for key, text in raw.items()} for raw in reader]
+    return drop_repeated_evaluations(rows, path)
+
+
+def drop_repeated_evaluations(rows: list[dict[str, Any]], where: Any = "metrics") -> list[dict[str, Any]]:
+    """``rows`` without those whose (grad_step, env_steps) a later row repeats (order kept)."""
+    last = {(row.get("grad_step"), row.get("env_steps")): i for i, row in enumerate(rows)}
+    if len(last) == len(rows):
+        return rows
+    log.warning("%s: %d repeated evaluation row(s) (resume?); keeping the last of each", where, len(rows) - len(last))
+    keep = set(last.values())
+    return [row for i, row in enumerate(rows) if i in keep]
 
 
 def _parse(key: str, text: str | None) -> Any:
