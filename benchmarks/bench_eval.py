@@ -21,9 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,9 @@ from calql.config import get_task, load_config
 from calql.envs.make import make_env
 from calql.training.evaluation import EVAL_BATCH, EvalEnvs, ScoreSpec, evaluate
 from calql.training.resolve import resolve_run_config, run_algorithm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
+from machine import machine_meta  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,22 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                 entry[f"eval_cpu_s_per_job_batch{row['batch']}"] = round(mean / row["cpu_env_steps_per_s"], 1)
             jobs[phase] = entry
             print(f"{phase}: {entry}")
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    meta = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_at_end": load,
-        "threads": 1,
-        "task": f"{task.env_id} (cap {task.max_episode_steps}), {args.method} policy of the {run['preset']} preset, untrained",
-        "episodes": args.episodes,
-        "repeats": args.repeats,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    meta = machine_meta(
+        threads=1,
+        task=f"{task.env_id} (cap {task.max_episode_steps}), {args.method} policy of the {run['preset']} preset, untrained",
+        episodes=args.episodes,
+        repeats=args.repeats,
+    )
     write_json(
         args.out, {"meta": meta, "results": rows, "runs": str(args.runs) if args.runs else None, "per_job": jobs}
     )

@@ -16,16 +16,11 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import os
-import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from calql.atomic import write_json
 from calql.config import get_task, validate_config
@@ -36,6 +31,9 @@ from calql.run_files.metrics_csv import read_metrics
 from calql.training.finetune import run_finetune
 from calql.training.pretrain import run_pretrain
 from calql.training.run_spec import RunSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' shared helpers
+from machine import machine_meta  # noqa: E402
 
 TASK: dict[str, Any] = {
     "domain": "pointmaze",
@@ -119,22 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             print(f"{name:8s} threads={threads}  {med:8.1f} env steps/s (UTD {rows[-1]['utd']})", flush=True)
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    meta = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_at_end": load,
-        "device": args.device,
-        "env_steps": args.env_steps,
-        "repeats": args.repeats,
-        "task": "PointMaze_UMaze-v3, pointmaze preset ([64,64], batch 256)",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    meta = machine_meta(
+        device=args.device,
+        env_steps=args.env_steps,
+        repeats=args.repeats,
+        task="PointMaze_UMaze-v3, pointmaze preset ([64,64], batch 256)",
+    )
     write_json(args.out, {"meta": meta, "results": rows})
     print("\n| cell | threads | env steps/s |\n|---|---|---|")
     for r in rows:
