@@ -4,6 +4,8 @@
 run hash and both phase hashes as resolved before the run config was typed (commit 7b357da). Runs
 made since then record these hashes in their run.json and checkpoints, and Snakemake's rerun keys
 are made from them: if one changed, existing results would be re-run (or reported stale).
+When a committed config is changed on purpose (its runs must rerun), rewrite the fixture with
+``.venv/bin/python tests/test_run_config.py --write`` and commit it with the config.
 """
 
 from __future__ import annotations
@@ -21,13 +23,19 @@ from calql.training.resolve import merge_layers, resolve, resolve_all
 from calql.training.run_config import FinetuneBudget, PretrainBudget, RunConfig, base_budgets
 
 REPO = Path(__file__).resolve().parent.parent
-HASHES = json.loads((Path(__file__).parent / "fixtures" / "run_config_hashes.json").read_text())
+FIXTURE = Path(__file__).parent / "fixtures" / "run_config_hashes.json"
+HASHES = json.loads(FIXTURE.read_text())
+#: Every committed experiment config (an overlay such as paper-cpu.yaml resolves with its base).
+CONFIG_FILES = sorted(
+    str(p.relative_to(REPO))
+    for p in [*REPO.glob("config/*.yaml"), *REPO.glob("config/sweeps/*.yaml"), REPO / ".test/config/config.yaml"]
+)
 
 
-@pytest.mark.parametrize("config_file", sorted(HASHES))
-def test_every_committed_config_resolves_to_its_recorded_hashes(config_file: str) -> None:
+def hashes_of(config_file: str) -> dict[str, dict[str, str | None]]:
+    """Run hash and phase hashes of every (task, method) of a committed config."""
     runs = resolve_all(load_config(REPO / config_file))
-    found = {
+    return {
         f"{task}/{method}": {
             "run": config_hash(run),
             "pretrain": phase_hash(run, "pretrain") if run["pretrain"] is not None else None,
@@ -35,7 +43,15 @@ def test_every_committed_config_resolves_to_its_recorded_hashes(config_file: str
         }
         for (task, method), run in runs.items()
     }
-    assert found == HASHES[config_file]
+
+
+def test_every_committed_config_is_pinned() -> None:
+    assert sorted(HASHES) == CONFIG_FILES
+
+
+@pytest.mark.parametrize("config_file", sorted(HASHES))
+def test_every_committed_config_resolves_to_its_recorded_hashes(config_file: str) -> None:
+    assert hashes_of(config_file) == HASHES[config_file]
 
 
 @pytest.mark.parametrize("config_file", sorted(HASHES))
@@ -104,3 +120,11 @@ def test_merge_names_an_unknown_budget_key() -> None:
     config["train"]["finetune"] = {"env_step": 10}
     with pytest.raises(ConfigError, match=r"unknown key 'train.finetune.env_step'.*env_steps"):
         merge_layers(config, "pointmaze-medium", "calql")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--write"]:
+        raise SystemExit("usage: python tests/test_run_config.py --write  (rewrites the hash fixture)")
+    FIXTURE.write_text(json.dumps({f: hashes_of(f) for f in CONFIG_FILES}, indent=1, sort_keys=True) + "\n")
