@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from calql.agents import make_agent
 from calql.atomic import write_json
 from calql.config import get_task, load_config
 from calql.envs.make import make_env
+from calql.run_files import METRICS_CSV, PHASES, RUN_JSON, RunKey, read_metrics
 from calql.training.evaluation import EVAL_BATCH, EvalEnvs, ScoreSpec, evaluate
 from calql.training.resolve import resolve_run_config, run_algorithm
 
@@ -56,16 +56,14 @@ def eval_steps_per_job(runs: Path) -> dict[str, list[float]]:
     """Evaluation env steps of each finished job under ``runs``, by phase (from its metrics.csv
     and the ``eval_episodes`` its run.json records)."""
     out: dict[str, list[float]] = {}
-    for metrics in sorted(runs.glob("*/*/seed*/*/metrics.csv")):
-        phase, spec = metrics.parent.name, metrics.parent / "run.json"
-        if not spec.exists():
-            continue
-        episodes = json.loads(spec.read_text())["config"][phase]["eval_episodes"]
-        frame = pd.read_csv(metrics)
-        rows = frame.dropna(subset=["eval/episode_length_mean"]).drop_duplicates(
-            ["grad_step", "env_steps"], keep="last"
-        )
-        out.setdefault(phase, []).append(float((rows["eval/episode_length_mean"] * episodes).sum()))
+    for key in RunKey.existing(runs):
+        for phase in PHASES:
+            folder = key.dir(runs) / phase
+            if not (folder / RUN_JSON).exists():
+                continue
+            episodes = json.loads((folder / RUN_JSON).read_text())["config"][phase]["eval_episodes"]
+            lengths = [row["eval/episode_length_mean"] for row in read_metrics(folder / METRICS_CSV)]
+            out.setdefault(phase, []).append(sum(length * episodes for length in lengths if length is not None))
     return out
 
 

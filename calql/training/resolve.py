@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from calql.config import get_task
+from calql.config import TaskSpec, get_task
 from calql.errors import CalqlError, ConfigError, suggest
 from calql.run_files.layout import PHASES
 from calql.training.presets import get_preset
@@ -107,8 +107,11 @@ def hparam_fields(algorithm: str) -> set[str]:
 @dataclass(frozen=True)
 class MergedRun:
     """The layers of one run merged, before validation: budgets (``score``, ``pretrain``,
-    ``finetune``), agent hyperparameters and the reward override, and where they came from."""
+    ``finetune``), agent hyperparameters and the reward override, and where they came from
+    (the config's method entry ``spec``, the task and its preset)."""
 
+    spec: Any  # calql.agents.registry.Method
+    task: TaskSpec
     budgets: dict[str, Any]
     hparams: dict[str, Any]
     reward: dict[str, float]
@@ -122,7 +125,7 @@ def merge_layers(config: dict[str, Any], task_name: str, method: str) -> MergedR
 
     spec = get_method(config, method)
     algo = spec.algorithm.name
-    train_cfg: dict[str, Any] = config.get("train", {}) or {}
+    train_cfg: dict[str, Any] = config["train"]
     task = get_task(config, task_name)
     preset_name = task.preset or task.domain
     preset = get_preset(preset_name)
@@ -156,7 +159,7 @@ def merge_layers(config: dict[str, Any], task_name: str, method: str) -> MergedR
         method_budgets = {k: block.pop(k) for k in _BUDGET_KEYS if k in block}
         budgets = _merge(budgets, method_budgets, where)
         hparams = _merge_hparams(hparams, block)
-    return MergedRun(budgets, hparams, reward, preset_name, preset)
+    return MergedRun(spec, task, budgets, hparams, reward, preset_name, preset)
 
 
 def _per_task(config: dict[str, Any], train_cfg: dict[str, Any], task_name: str) -> dict[str, Any]:
@@ -201,12 +204,8 @@ def resolve(config: dict[str, Any], task_name: str, method: str) -> RunConfig:
     ``method`` is a method of the config's ``methods`` (an algorithm or a named variant of one).
     Presets are per algorithm, so a variant starts from its algorithm's preset.
     """
-    from calql.agents import get_method
-
-    spec = get_method(config, method)
-    algorithm = spec.algorithm
-    task = get_task(config, task_name)
     merged = merge_layers(config, task_name, method)
+    spec, task, algorithm = merged.spec, merged.task, merged.spec.algorithm
     train_cfg = config["train"]
     score_ref = merged.preset.get("score_ref", {})
     finetune = merged.budgets["finetune"]
